@@ -1,0 +1,26 @@
+"""Shared test fixtures. Chat-export fixtures live outside the repo, in ../shared/fixtures."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT.parent / "shared" / "fixtures"
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    if not FIXTURES.is_dir():
+        pytest.skip("../shared/fixtures not found")
+    return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def expected(fixtures_dir: Path) -> dict:
+    return json.loads((fixtures_dir / "expected.json").read_text(encoding="utf-8"))
