@@ -125,6 +125,6 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
                 try:
                     yield lineno, json.loads(line)
                 except json.JSONDecodeError as e:
-                    raise InputError(f"invalid JSON ({e.msg} at column {e.colno})", path, lineno) from None
+                    raise InputError(f"invalid JSON ({e.msg.removesuffix(' at')} at column {e.colno})", path, lineno) from None
         except UnicodeDecodeError:
             raise InputError("not UTF-8 text", path) from None

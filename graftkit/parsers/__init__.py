@@ -24,7 +24,10 @@ __all__ = ["Parser", "Sniff", "read_text", "ALL_PARSERS", "FORMAT_NAMES", "Parse
 _MODULES = (whatsapp, signal, line, telegram, discord, meta, slack, imessage, sms, google_chat,
             training_jsonl, generic_csv, plain)
 ALL_PARSERS: list[Parser] = sorted((p for m in _MODULES for p in m.PARSERS), key=lambda p: p.priority)
-_BY_NAME: dict[str, Parser] = {p.name: p for p in ALL_PARSERS}
+# A format may have a file-level and a folder-level parser under one id (Messenger: one message_N.json,
+# or a thread folder of them); --format picks the file-level one, and _walk uses the folder-level one.
+_BY_NAME: dict[str, Parser] = {p.name: p for p in sorted(ALL_PARSERS, key=lambda p: not p.is_dir)}
+_DIR_BY_NAME: dict[str, Parser] = {p.name: p for p in ALL_PARSERS if p.is_dir}
 FORMAT_NAMES: list[str] = sorted(_BY_NAME)
 
 # Files in export folders that are never chats (media, metadata).
@@ -71,6 +74,8 @@ def _walk(folder: Path, root: Path, result: ParseResult, fmt: Parser | None, sho
         return f"{shown_root}/{rel}" if rel != "." else shown_root
 
     dir_parser = fmt if (fmt is not None and fmt.is_dir) else None
+    if fmt is not None and not fmt.is_dir:
+        dir_parser = _DIR_BY_NAME.get(fmt.name)
     if dir_parser is None and fmt is None:
         dir_parser = detect_format(folder)
     if dir_parser is not None and (fmt is None or dir_parser.detect(Sniff(folder))):

@@ -7,10 +7,13 @@ A parser module defines `PARSERS = [Parser(...), ...]`. `detect` must be cheap (
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterator
 
 from ..errors import InputError
 from ..messages import Message
@@ -81,6 +84,8 @@ def read_text(path: Path) -> str:
         data = path.read_bytes()
     except FileNotFoundError:
         raise InputError("file not found", path) from None
+    except OSError as e:  # a folder, no permission, ...
+        raise InputError(f"cannot read file: {e.strerror or e}", path) from None
     if b"\x00" in data[:8192]:
         raise InputError("binary file, not a text chat export", path)
     try:
@@ -90,3 +95,63 @@ def read_text(path: Path) -> str:
         raise InputError(
             f"not valid UTF-8 (byte 0x{data[e.start]:02x}); re-export the chat as UTF-8 or convert it, "
             f"e.g. `iconv -f latin1 -t utf-8`", path, line) from None
+
+
+def load_json(path: Path) -> Any:
+    """Read a whole JSON export (UTF-8, BOM allowed) with one json.loads; errors become InputError.
+
+    Why a shared helper: a truncated download is the most common broken export, and the user needs
+    the file and line where it stops, not a JSONDecodeError traceback.
+    """
+    text = read_text(path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        rest = text[e.pos:]
+        truncated = not rest.strip() or (e.msg.startswith("Unterminated string") and "\n" not in rest.rstrip())
+        hint = "; the file ends early (truncated download?)" if truncated else ""
+        raise InputError(f"invalid JSON ({e.msg.removesuffix(' at')}, column {e.colno}){hint}", path,
+                         e.lineno) from None
+    except RecursionError:
+        raise InputError("invalid JSON: nested too deeply", path) from None
+
+
+def utc_iso(seconds: float) -> str:
+    """Epoch seconds as `YYYY-MM-DDTHH:MM:SS+00:00` (fraction dropped), the rendering for absolute instants.
+
+    Raises ValueError for values no calendar can show, so callers can report the offending record.
+    """
+    try:
+        return datetime.fromtimestamp(math.floor(seconds), timezone.utc).isoformat()
+    except (OverflowError, OSError, ValueError) as e:
+        raise ValueError(f"timestamp out of range: {seconds!r}") from e
+
+
+def iter_lines(path: Path, chunk_chars: int = 1 << 20) -> Iterator[str]:
+    """Yield the lines of a UTF-8 text export (BOM allowed) without their line ends, reading in chunks.
+
+    Why not `read_text(path).split("\\n")`: a 1M-message export would sit in memory three times
+    (bytes, one str that turns 4 bytes/char as soon as it holds one emoji, and the line list). Here only
+    1 MiB chunks are held. "\\r\\n" and lone "\\r" end lines too (universal newlines); U+2028, U+0085
+    and friends do not, so they stay in the text verbatim. Errors are read_text's: binary and
+    non-UTF-8 files raise InputError naming the file (and the line of the first bad byte).
+    """
+    try:
+        with open(path, "rb") as f:
+            if b"\x00" in f.read(8192):
+                raise InputError("binary file, not a text chat export", path)
+        with open(path, encoding="utf-8-sig", newline=None) as f:
+            rest = ""
+            while chunk := f.read(chunk_chars):
+                parts = (rest + chunk).split("\n")
+                rest = parts.pop()
+                yield from parts
+            if rest:
+                yield rest
+    except UnicodeDecodeError:
+        read_text(path)  # raises the InputError that names the line of the bad byte
+        raise InputError("not valid UTF-8", path) from None
+    except FileNotFoundError:
+        raise InputError("file not found", path) from None
+    except OSError as e:
+        raise InputError(f"cannot read: {e.strerror or e}", path) from None
