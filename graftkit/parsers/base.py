@@ -50,7 +50,9 @@ class Sniff:
     def lines(self) -> list[str]:
         """Up to 50 first non-empty lines of the head."""
         out = []
-        for line in self.text.splitlines():
+        # Split as files are read (iter_lines, csv): on "\n", "\r\n", "\r" only. str.splitlines() would
+        # also split on U+2028, U+0085 and form feeds, which occur inside messages and JSON strings.
+        for line in self.text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
             if line.strip():
                 out.append(line)
                 if len(out) >= 50:

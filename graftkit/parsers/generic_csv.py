@@ -86,6 +86,8 @@ def _parse(path: Path) -> list[Message]:
 
 
 PARSERS = [
-    Parser(SOURCE, _detect, _parse, priority=80,
+    # Before the line-based formats: the header check is exact, and a quoted text may hold lines that
+    # look like WhatsApp or Signal headers.
+    Parser(SOURCE, _detect, _parse, priority=15,
            description="CSV with a header timestamp,sender,text (RFC 4180, BOM/CRLF allowed)"),
 ]

@@ -26,18 +26,12 @@ _ATTACHMENT = re.compile(r"!\[[^\]\n]*\]\([^)\n]*\)")
 
 
 def _detector(header: re.Pattern):
-    """A header among the first 3 non-empty lines, and at least 1 in 5 head lines being headers."""
+    """The first non-empty line is a header, and at least 1 in 5 head lines are headers."""
     def detect(sniff: Sniff) -> bool:
         lines = sniff.lines
-        hits = 0
-        first = None
-        for i, line in enumerate(lines):
-            m = header.match(line)
-            if m is not None:
-                hits += 1
-                if first is None:
-                    first = i
-        return first is not None and first < 3 and hits * 5 >= len(lines)
+        if not lines or header.match(lines[0]) is None:
+            return False
+        return sum(1 for line in lines if header.match(line)) * 5 >= len(lines)
     return detect
 
 

@@ -18,11 +18,11 @@ seconds and keeps only the messages in memory.
 
 from __future__ import annotations
 
+import calendar
 import gc
 import itertools
 import re
 from contextlib import contextmanager
-from datetime import date
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, NamedTuple
@@ -112,24 +112,19 @@ def find_shape(line: str) -> Shape | None:
 # ---------------------------------------------------------------------------------------------- detect
 
 def _detect(sniff: Sniff) -> bool:
-    """A header among the first 3 non-empty lines, and at least 1 in 5 head lines with its shape.
+    """The first non-empty line is a header, and at least 1 in 5 head lines has its shape.
 
+    Real exports start with a header (the encryption notice or the first message); accepting one
+    further down would let a header-like line inside another format's first message claim the file.
     Multi-line messages make many lines continuations, so "most lines" would be too strict.
     """
     lines = sniff.lines
-    rx = None
-    hits = 0
-    for i, line in enumerate(lines):
-        if rx is None:
-            if i >= 3:
-                return False
-            shape = find_shape(line)
-            if shape is None:
-                continue
-            rx = header_regex(shape)
-        if rx.match(line):
-            hits += 1
-    return rx is not None and hits * 5 >= len(lines)
+    shape = find_shape(lines[0]) if lines else None
+    if shape is None:
+        return False
+    match = header_regex(shape).match
+    hits = sum(1 for line in lines if match(line))
+    return hits * 5 >= len(lines)
 
 
 # ----------------------------------------------------------------------------------------------- parse
@@ -153,6 +148,7 @@ def _is_media(text: str) -> bool:
 
 
 def _parse(path: Path) -> list[Message]:
+    """Find the first header (it fixes the file's shape), then hand the rest to the single pass."""
     lines = iter_lines(path)
     lineno = 0
     for line in lines:
@@ -309,7 +305,7 @@ def _fill_dates(path: Path, msgs: list[Message], dates: dict[str, int], runs: li
 
 
 def _days_in_month(y: int, mo: int) -> int:
-    return ((date(y + mo // 12, mo % 12 + 1, 1)) - date(y, mo, 1)).days
+    return calendar.monthrange(y, mo)[1]
 
 
 # ---------------------------------------------------------------------------------------------- writer
