@@ -52,3 +52,16 @@ def test_atomic_write_jsonl_roundtrip(tmp_path):
     p = tmp_path / "sub" / "rows.jsonl"
     assert atomic_write_jsonl(p, ({"i": i} for i in range(3))) == 3
     assert [o for _, o in read_jsonl(p)] == [{"i": 0}, {"i": 1}, {"i": 2}]
+
+
+def test_outputs_get_normal_file_permissions(tmp_path):
+    import os
+    mask = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+        with OutputSet(tmp_path) as out:
+            out.write_text("b.txt", "y")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "b.txt").stat().st_mode & 0o777 == 0o644

@@ -1,0 +1,134 @@
+"""Token-length report: will these samples fit the model you are about to fine-tune?
+
+`--tokenizer` accepts three things, tried in this order:
+- a local Hugging Face tokenizer folder (AutoTokenizer, local files only); when it has a chat
+  template, each sample is rendered with it, exactly what the trainer will see;
+- a `tokenizer.json` file of the `tokenizers` library (the tiny GPT's BPE tokenizer): samples are
+  rendered as graftkit.corpus transcripts with the speaker markers;
+- a tiktoken encoding name (`cl100k_base`, `o200k_base`, `gpt2`, ...): `role: text` lines.
+tiktoken downloads its encodings on first use; offline and uncached, that is a clear error, not a
+guess.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from ..corpus import render_session
+from ..errors import UserError
+from .shaping import Sample
+
+
+@dataclass
+class TokenCounter:
+    kind: str  # "hf", "hf_chat_template", "tokenizers", "tiktoken"
+    name: str
+    lengths: Callable[[Sequence[Sample]], list[int]]
+
+
+def _plain(sample: Sample) -> str:
+    return "".join(f"{role}: {text}\n" for role, text in sample)
+
+
+def _transcript(sample: Sample) -> str:
+    return render_session((role == "assistant", text) for role, text in sample if role != "system")
+
+
+def _batched(fn: Callable[[list[str]], list[int]], render: Callable[[Sample], str], batch: int = 1024):
+    def lengths(samples: Sequence[Sample]) -> list[int]:
+        out: list[int] = []
+        for i in range(0, len(samples), batch):
+            out.extend(fn([render(s) for s in samples[i:i + batch]]))
+        return out
+    return lengths
+
+
+def _hf(path: Path) -> TokenCounter:
+    try:
+        from transformers import AutoTokenizer
+        tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    except Exception as e:  # noqa: BLE001 - any failure to load is the user's folder, say why
+        raise UserError(f"cannot load a Hugging Face tokenizer from this folder: {str(e).splitlines()[0][:200]}",
+                        path) from None
+
+    def encode(texts: list[str], special: bool) -> list[int]:
+        return [len(ids) for ids in tok(texts, add_special_tokens=special)["input_ids"]]
+
+    if getattr(tok, "chat_template", None):
+        def render(sample: Sample) -> str:
+            return tok.apply_chat_template([{"role": r, "content": t} for r, t in sample], tokenize=False)
+        return TokenCounter("hf_chat_template", str(path), _batched(lambda xs: encode(xs, False), render))
+    return TokenCounter("hf", str(path), _batched(lambda xs: encode(xs, True), _plain))
+
+
+def _tokenizers_file(path: Path) -> TokenCounter:
+    try:
+        from tokenizers import Tokenizer
+        tok = Tokenizer.from_file(str(path))
+    except Exception as e:  # noqa: BLE001
+        raise UserError(f"not a `tokenizers` tokenizer.json: {str(e).splitlines()[0][:200]}", path) from None
+
+    def encode(texts: list[str]) -> list[int]:
+        return [len(e.ids) for e in tok.encode_batch(texts, add_special_tokens=False)]
+    return TokenCounter("tokenizers", str(path), _batched(encode, _transcript))
+
+
+def _tiktoken(name: str) -> TokenCounter:
+    try:
+        import tiktoken
+    except ImportError:
+        raise UserError("tiktoken is not installed (pip install tiktoken)") from None
+    if name not in tiktoken.list_encoding_names():
+        raise UserError(f"--tokenizer {name!r} is not a folder, a tokenizer.json or a tiktoken encoding "
+                        f"({', '.join(tiktoken.list_encoding_names())})")
+    try:
+        enc = tiktoken.get_encoding(name)
+    except Exception as e:  # noqa: BLE001 - network errors come in many types
+        raise UserError(
+            f"tiktoken encoding {name!r} is not cached and could not be downloaded "
+            f"({e.__class__.__name__}); run once with internet, or set TIKTOKEN_CACHE_DIR to a folder "
+            f"holding it, or pass a local tokenizer folder instead") from None
+
+    def encode(texts: list[str]) -> list[int]:
+        return [len(ids) for ids in enc.encode_ordinary_batch(texts)]
+    return TokenCounter("tiktoken", name, _batched(encode, _plain))
+
+
+def load_token_counter(spec: str) -> TokenCounter:
+    """Resolve `--tokenizer`; raises UserError with the reason when it cannot be used."""
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return _hf(path)
+    if path.is_file():
+        return _tokenizers_file(path)
+    if "/" in spec or "\\" in spec or spec.endswith(".json"):
+        raise UserError("no such tokenizer folder or file", path)
+    return _tiktoken(spec)
+
+
+def percentile(sorted_values: Sequence[int], q: float) -> int:
+    """Nearest-rank percentile of an ascending list (0 for an empty one)."""
+    if not sorted_values:
+        return 0
+    rank = max(1, math.ceil(q / 100.0 * len(sorted_values)))
+    return int(sorted_values[min(rank, len(sorted_values)) - 1])
+
+
+def token_report(counter: TokenCounter, samples: Sequence[Sample], max_seq_length: int) -> dict:
+    """p50/p90/p99/max token lengths and how many samples exceed max_seq_length."""
+    lengths = sorted(counter.lengths(samples))
+    return {
+        "tokenizer": counter.name,
+        "kind": counter.kind,
+        "samples": len(lengths),
+        "p50": percentile(lengths, 50),
+        "p90": percentile(lengths, 90),
+        "p99": percentile(lengths, 99),
+        "max": lengths[-1] if lengths else 0,
+        "total_tokens": sum(lengths),
+        "max_seq_length": max_seq_length,
+        "over_max_seq_length": sum(1 for n in lengths if n > max_seq_length),
+    }
