@@ -1,0 +1,89 @@
+"""Checkpoint helpers shared by the training scripts: atomic torch.save, safe loading, RNG state.
+
+Why: a checkpoint is only useful if (1) a crash or Ctrl-C while writing it never destroys the
+previous good one, (2) it loads with `torch.load(..., weights_only=True)` (no arbitrary pickles:
+a checkpoint downloaded from somewhere cannot run code), and (3) it carries every random number
+generator's state, so a resumed run continues exactly where the interrupted one stopped.
+
+Everything stored is a tensor or a plain container of str/int/float/bool/None, which is what the
+weights-only unpickler accepts. RNG states are converted to tensors and lists for that reason.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import UserError
+from .fileio import atomic_path
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """torch.save to a temp file beside `path`, then rename: `path` is either the old or the new file."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """torch.load with weights_only=True; a missing or unreadable file is a UserError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError("checkpoint not found", path)
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # truncated file, foreign pickle, ...
+        first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
+        raise UserError(f"cannot load checkpoint ({first[:200]})", path) from None
+    if not isinstance(ckpt, dict):
+        raise UserError("not a checkpoint written by this kit (expected a dict)", path)
+    return ckpt
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """Python, NumPy and torch (CPU, CUDA, MPS) generator states as tensors and plain lists."""
+    version, py_state, gauss = random.getstate()
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": {"version": int(version), "state": torch.tensor(py_state, dtype=torch.int64),
+                   "gauss": gauss},
+        "numpy": {"name": str(np_name), "keys": torch.from_numpy(np.asarray(np_keys, dtype=np.int64)),
+                  "pos": int(np_pos), "has_gauss": int(np_has_gauss), "gauss": float(np_gauss)},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = list(torch.cuda.get_rng_state_all())
+    if hasattr(torch, "mps") and torch.backends.mps.is_available():
+        try:
+            state["mps"] = torch.mps.get_rng_state()
+        except Exception:  # older torch without mps RNG API
+            pass
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Inverse of capture_rng_state. CUDA/MPS states are restored only where those devices exist."""
+    py = state["python"]
+    random.setstate((py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss"]))
+    nps = state["numpy"]
+    np.random.set_state((nps["name"], nps["keys"].numpy().astype(np.uint32), nps["pos"],
+                         nps["has_gauss"], nps["gauss"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        cuda_states = state["cuda"]
+        if len(cuda_states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda_states)
+    if "mps" in state and hasattr(torch, "mps") and torch.backends.mps.is_available():
+        try:
+            torch.mps.set_rng_state(state["mps"])
+        except Exception:
+            pass
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)

@@ -1,0 +1,159 @@
+"""From a training config to the two models to compare: which pipeline, where its outputs are, and
+what "base" means for it.
+
+- lora: tuned = base model + the trained adapter (`output_dir/adapter`, or `--model PATH`), base =
+  the same PeftModel with the adapter disabled. The tokenizer, chat template, template arguments,
+  end-of-turn token and system prompt are the ones training saved next to the adapter
+  (graftkit_lora.json), so evaluation renders prompts exactly as training did.
+- tiny_gpt: see graftkit/evaluate/tiny.py (no pretrained base exists, so base is a unigram model).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ..config import load_config
+from ..errors import ConfigError, UserError
+from ..samples import Conversation, read_conversations
+from .models import ReplyModel
+
+KINDS = ("lora", "tiny_gpt")
+
+
+@dataclass
+class Target:
+    """What one evaluation compares, and where its data and outputs are."""
+    kind: str
+    models: dict[str, ReplyModel]
+    train_file: str  # for the report
+    val_file: str
+    out_dir: Path  # the model outputs; the report goes to out_dir/eval by default
+    meta: dict = field(default_factory=dict)  # descriptions for the report
+    splits: Callable[[], tuple[list[Conversation], list[Conversation]]] | None = None
+
+    def load_data(self) -> tuple[list[Conversation], list[Conversation]]:
+        """(train, held-out) conversations."""
+        if self.splits is not None:
+            return self.splits()
+        return read_conversations(self.train_file), read_conversations(self.val_file)
+
+
+def load_target(kind: str, cfg: Any, model_path: str | None, *, max_new_tokens: int, temperature: float,
+                top_k: int = 0, train_file: str | None = None, val_file: str | None = None) -> Target:
+    """The models to compare and the data to compare them on; --train-file / --val-file override the config's."""
+    if kind == "lora":
+        target = load_lora(cfg, model_path, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k)
+        if not (train_file and val_file):
+            from ..lora.data import load_splits
+
+            def splits() -> tuple[list[Conversation], list[Conversation]]:
+                tr, va = load_splits(cfg)
+                train = read_conversations(train_file) if train_file else [s.messages for s in tr]
+                val = read_conversations(val_file) if val_file else [s.messages for s in va]
+                if not val:
+                    raise ConfigError("no held-out conversations: set val_file or val_fraction > 0, or pass "
+                                      "--val-file")
+                return train, val
+
+            target.splits = splits
+            target.train_file = train_file or cfg.data_file or cfg.train_file
+            target.val_file = val_file or (f"{cfg.data_file} (val_fraction {cfg.val_fraction})" if cfg.data_file
+                                           else cfg.val_file or f"{cfg.train_file} (val_fraction {cfg.val_fraction})")
+    else:
+        from .tiny import load_tiny_gpt
+
+        target = load_tiny_gpt(cfg, model_path, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k)
+    if train_file:
+        target.train_file = train_file
+    if val_file:
+        target.val_file = val_file
+    return target
+
+
+def _config_class(kind: str) -> type:
+    if kind == "lora":
+        from ..lora.config import LoraTrainConfig
+
+        return LoraTrainConfig
+    from ..tiny_gpt.config import TinyGPTConfig
+
+    return TinyGPTConfig
+
+
+def detect_kind(config_path: str | Path, overrides: list[str], kind: str = "auto") -> tuple[str, Any]:
+    """(kind, config) for a training config file; auto = the config class that accepts every key."""
+    if kind != "auto":
+        return kind, load_config(_config_class(kind), config_path, overrides)
+    loaded: dict[str, Any] = {}
+    errors: dict[str, ConfigError] = {}
+    for k in KINDS:
+        try:
+            loaded[k] = load_config(_config_class(k), config_path, overrides)
+        except ConfigError as e:
+            errors[k] = e
+    if len(loaded) == 1:
+        return next(iter(loaded.items()))
+    name = Path(config_path).name.lower()
+    guesses = [k for k in KINDS if k.split("_")[0] in name]
+    if len(guesses) == 1:
+        k = guesses[0]
+        if k in loaded:
+            return k, loaded[k]
+        raise errors[k]
+    if not loaded:
+        raise ConfigError("not a LoRA config (" + errors["lora"].message + ") nor a tiny GPT config ("
+                          + errors["tiny_gpt"].message + "); pass --kind lora or --kind tiny_gpt", config_path)
+    raise ConfigError("cannot tell whether this is a LoRA or a tiny GPT config; pass --kind lora or --kind tiny_gpt",
+                      config_path)
+
+
+def load_lora(cfg: Any, model_dir: str | Path | None, *, max_new_tokens: int, temperature: float,
+              top_k: int = 0) -> Target:
+    from ..lora.backend import load_base
+    from ..lora.chat import load_chat_model
+    from ..lora.data import render, with_system_prompt
+    from ..lora.export import read_meta
+    from .models import HFChatModel
+
+    model_dir = Path(model_dir) if model_dir else Path(cfg.output_dir) / "adapter"
+    if not model_dir.is_dir():
+        raise UserError(f"no trained LoRA model at {model_dir}; train first (python train_lora.py --config ...) or "
+                        "pass --model PATH")
+    read_meta(model_dir)  # a clear error when it is not a graftkit output folder
+    model, tok, info, meta = load_chat_model(cfg, model_dir)
+    system_prompt = cfg.system_prompt or meta.get("system_prompt", "")
+    max_length = int(meta.get("max_seq_length", cfg.max_seq_length))
+
+    def render_fn(tokenizer: Any, turns: list, add_generation_prompt: bool) -> str:
+        return render(tokenizer, with_system_prompt(turns, system_prompt), info, add_generation_prompt)
+
+    common = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, max_length=max_length,
+                  render=render_fn, eot=info.eot_token)
+    base_label = meta.get("model_id") or cfg.base_model
+    if meta.get("gguf_file"):
+        base_label += f" ({meta['gguf_file']})"
+    if hasattr(model, "disable_adapter"):
+        tuned = HFChatModel(model, tok, name="tuned", use_adapter=True, **common)
+        base = HFChatModel(model, tok, name="base", use_adapter=False, **common)
+        base_desc = f"{base_label} without the adapter (same weights, LoRA disabled), same chat template"
+    else:  # a merged model folder: load the base separately
+        import torch
+
+        cfg_like = type("C", (), {"gguf_file": meta.get("gguf_file", "")})()
+        base_model, _ = load_base(cfg_like, meta["model_id"], torch.cuda.is_available(), tokenizer_from=str(model_dir))
+        if len(tok) > base_model.get_input_embeddings().weight.shape[0]:
+            base_model.resize_token_embeddings(len(tok))
+        base_model.eval()
+        tuned = HFChatModel(model, tok, name="tuned", **common)
+        base = HFChatModel(base_model, tok, name="base", **common)
+        base_desc = f"{base_label} (pretrained, not fine-tuned), same chat template"
+    meta_out = {
+        "tuned": f"{base_label} + LoRA adapter {model_dir}",
+        "base": base_desc,
+        "scoring": f"the reply as the chat template renders it after the generation prompt, plus the end-of-turn "
+                   f"token {info.eot_token!r} (chat template family {info.family!r})",
+        "model_dir": str(model_dir),
+    }
+    return Target("lora", {"base": base, "tuned": tuned}, cfg.train_file, cfg.val_file, Path(cfg.output_dir), meta_out)

@@ -1,0 +1,193 @@
+"""Backend selection and model loading: Unsloth on CUDA, transformers + PEFT everywhere else.
+
+`auto` picks Unsloth only when torch sees a CUDA GPU *and* unsloth is installed. On the Unsloth
+branch `import unsloth` runs before transformers / trl / peft are imported (it patches them), so
+nothing above this module imports them at module level. The PEFT branch uses bitsandbytes 4-bit on
+CUDA (QLoRA) and plain fp32 on CPU.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ConfigError, UserError
+from .data import TemplateInfo, setup_tokenizer
+from .presets import resolve_model_id
+
+INSTALL_HINT = "install it on a machine with an NVIDIA GPU: pip install -r requirements-gpu.txt"
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def unsloth_installed() -> bool:
+    return importlib.util.find_spec("unsloth") is not None
+
+
+def select_backend(requested: str) -> str:
+    """'unsloth' or 'peft' for `backend: auto | unsloth | peft`."""
+    if requested == "peft":
+        return "peft"
+    cuda, has_unsloth = cuda_available(), unsloth_installed()
+    if requested == "unsloth":
+        if not cuda:
+            raise ConfigError("backend: unsloth needs an NVIDIA GPU with CUDA, and torch sees none; "
+                              f"{INSTALL_HINT}, or use backend: peft (CPU works)")
+        if not has_unsloth:
+            raise ConfigError(f"backend: unsloth, but the unsloth package is not installed; {INSTALL_HINT}")
+        return "unsloth"
+    if requested != "auto":
+        raise ConfigError(f"backend: must be auto, unsloth or peft, got {requested!r}")
+    return "unsloth" if cuda and has_unsloth else "peft"
+
+
+def notice(msg: str) -> None:
+    print(f"notice: {msg}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Loaded:
+    model: Any
+    tokenizer: Any
+    info: TemplateInfo
+    backend: str
+    model_id: str
+    device: str
+
+
+def _hub_error(model_id: str, e: Exception) -> UserError:
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return UserError(f"cannot load base model {model_id!r}: {first} (is it a preset name, a Hugging Face id you can "
+                     "access, or a local folder? gated models need `huggingface-cli login`)")
+
+
+def _resize_for(model: Any, tok: Any) -> None:
+    if len(tok) > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(len(tok))
+
+
+def _set_generation_ids(model: Any, tok: Any, info: TemplateInfo) -> None:
+    gc = model.generation_config
+    eos = [info.eot_id] + [i for i in ([tok.eos_token_id] if tok.eos_token_id is not None else []) if i != info.eot_id]
+    gc.eos_token_id = eos[0] if len(eos) == 1 else eos
+    gc.pad_token_id = tok.pad_token_id
+    model.config.pad_token_id = tok.pad_token_id
+
+
+def lora_kwargs(cfg: Any) -> dict:
+    return dict(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                target_modules=list(cfg.target_modules), use_rslora=bool(cfg.use_rslora), bias="none")
+
+
+def load_unsloth(cfg: Any) -> Loaded:
+    """FastLanguageModel 4-bit (pre-quantized repo) + Unsloth's LoRA with its gradient checkpointing."""
+    import unsloth  # noqa: F401  -- must be imported before transformers, trl and peft
+    from unsloth import FastLanguageModel
+
+    model_id = resolve_model_id(cfg.base_model, "unsloth", cfg.load_in_4bit)
+    kwargs = {"gguf_file": cfg.gguf_file} if cfg.gguf_file else {}
+    try:
+        model, tok = FastLanguageModel.from_pretrained(model_name=model_id, max_seq_length=cfg.max_seq_length,
+                                                       dtype=None, load_in_4bit=cfg.load_in_4bit,
+                                                       random_state=cfg.seed, **kwargs)
+    except (OSError, ValueError) as e:
+        raise _hub_error(model_id, e) from None
+    info = setup_tokenizer(tok, cfg)
+    _resize_for(model, tok)
+    _set_generation_ids(model, tok, info)
+    model = FastLanguageModel.get_peft_model(
+        model, **lora_kwargs(cfg), random_state=cfg.seed, max_seq_length=cfg.max_seq_length,
+        use_gradient_checkpointing="unsloth" if cfg.gradient_checkpointing else False)
+    return Loaded(model, tok, info, "unsloth", model_id, "cuda")
+
+
+def gguf_model_kwargs(gguf_file: str) -> dict[str, Any]:
+    """`from_pretrained` arguments that load a .gguf checkpoint as a plain dense (trainable) model."""
+    if not gguf_file:
+        return {}
+    kw: dict[str, Any] = {"gguf_file": gguf_file}
+    try:  # transformers >= 5.2x keeps GGUF weights packed unless asked to dequantize
+        from transformers import GgufConfig
+
+        kw["quantization_config"] = GgufConfig(dequantize=True)
+    except ImportError:
+        pass
+    return kw
+
+
+def drop_gguf_quantizer(model: Any) -> None:
+    """A dequantized GGUF model is dense; without this the Trainer refuses it as 'quantized with GGUF'."""
+    q = getattr(model, "hf_quantizer", None)
+    if q is not None and type(q).__name__.lower().startswith("gguf"):
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+
+
+def load_base(cfg: Any, model_id: str, cuda: bool, tokenizer_from: str | None = None,
+              quantize: bool = False) -> tuple[Any, Any]:
+    """Base model and tokenizer through transformers (`gguf_file` dequantizes a GGUF checkpoint)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kw = {"gguf_file": cfg.gguf_file} if cfg.gguf_file else {}
+    mkw: dict[str, Any] = gguf_model_kwargs(cfg.gguf_file)
+    if cuda:
+        mkw["device_map"] = {"": 0}
+        mkw["dtype"] = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if quantize:
+            if importlib.util.find_spec("bitsandbytes") is None:
+                raise ConfigError("load_in_4bit: true needs bitsandbytes (pip install -r requirements-gpu.txt), "
+                                  "or set load_in_4bit: false")
+            from transformers import BitsAndBytesConfig
+
+            mkw["quantization_config"] = BitsAndBytesConfig(
+                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                bnb_4bit_compute_dtype=mkw["dtype"])
+    else:
+        mkw["dtype"] = torch.float32
+    try:
+        tok = (AutoTokenizer.from_pretrained(tokenizer_from) if tokenizer_from
+               else AutoTokenizer.from_pretrained(model_id, **kw))
+        model = AutoModelForCausalLM.from_pretrained(model_id, **mkw)
+    except (OSError, ValueError) as e:
+        raise _hub_error(model_id, e) from None
+    drop_gguf_quantizer(model)
+    return model, tok
+
+
+def load_peft(cfg: Any) -> Loaded:
+    """transformers + PEFT: QLoRA (bitsandbytes NF4) on CUDA, full precision fp32 on CPU."""
+    cuda = cuda_available()
+    model_id = resolve_model_id(cfg.base_model, "peft", cfg.load_in_4bit)
+    if not cuda:
+        notice("no CUDA GPU: training with transformers + PEFT in full precision (fp32) on CPU"
+               + ("; load_in_4bit is ignored" if cfg.load_in_4bit else ""))
+    quantize = cuda and cfg.load_in_4bit and not cfg.gguf_file
+    if cuda and cfg.load_in_4bit and cfg.gguf_file:
+        notice("gguf_file: the GGUF weights are dequantized to 16 bit; load_in_4bit is ignored")
+    model, tok = load_base(cfg, model_id, cuda, quantize=quantize)
+    info = setup_tokenizer(tok, cfg)
+    _resize_for(model, tok)
+    _set_generation_ids(model, tok, info)
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if quantize:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
+    extra: dict[str, Any] = {}
+    new_ids = [tok.convert_tokens_to_ids(t) for t in info.added_tokens if t != tok.pad_token]
+    if new_ids:  # template tokens added to the vocabulary must be learnable
+        extra["trainable_token_indices"] = {"embed_tokens": new_ids}
+    peft_cfg = LoraConfig(task_type="CAUSAL_LM", **lora_kwargs(cfg), **extra)
+    model = get_peft_model(model, peft_cfg)
+    return Loaded(model, tok, info, "peft", model_id, "cuda" if cuda else "cpu")
+
+
+def load_for_training(cfg: Any, backend: str) -> Loaded:
+    return load_unsloth(cfg) if backend == "unsloth" else load_peft(cfg)

@@ -1,0 +1,129 @@
+"""`LoraTrainConfig`: every key of lora_config.yaml, with defaults, ranges and validation.
+
+Kept free of heavy imports (no torch / transformers) so that `--help` and config or data errors
+come back instantly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ..errors import ConfigError
+from .presets import check_base_model
+
+SAVE_FORMATS = ("lora", "merged_16bit", "gguf_q4_k_m", "gguf_q8_0", "gguf_f16")
+
+
+def _f(default, help_text: str):
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help_text})
+    return field(default=default, metadata={"help": help_text})
+
+
+@dataclass
+class LoraTrainConfig:
+    # model
+    base_model: str = _f("qwen2.5-0.5b", "preset (llama-3.2-1b, llama-3.2-3b, mistral-7b, qwen2.5-0.5b/1.5b/3b/7b), "
+                                         "a Hugging Face id or a local folder")
+    gguf_file: str = _f("", "optional .gguf file inside the base_model folder, loaded (dequantized) through "
+                            "transformers, e.g. SmolLM2-135M-Instruct.Q4_1.gguf")
+    backend: Literal["auto", "unsloth", "peft"] = _f("auto", "auto: Unsloth when CUDA and unsloth are present, else "
+                                                             "transformers+PEFT; unsloth; peft")
+    load_in_4bit: bool = _f(True, "QLoRA: 4-bit base weights on a CUDA GPU (ignored on CPU, which trains in fp32)")
+    # data
+    train_file: str = _f("training_data/sharegpt_train.jsonl", "ShareGPT or OpenAI-messages JSONL to train on")
+    val_file: str = _f("training_data/sharegpt_val.jsonl", "validation JSONL; empty: split val_fraction off train")
+    data_file: str = _f("", "one JSONL to split into train/val by conversation (overrides train_file/val_file)")
+    val_fraction: float = _f(0.1, "share of conversations held out when splitting (0-0.5; 0 = no validation)")
+    system_prompt: str = _f("", "system message added to conversations that have none (and used by --chat)")
+    chat_template: str = _f("auto", "auto (the tokenizer's own, else the preset's, else ChatML), chatml, llama-3, "
+                                    "mistral, or a path to a .jinja file")
+    instruction_part: str = _f("", "text opening a user turn (empty: from the preset / template family)")
+    response_part: str = _f("", "text opening an assistant turn (empty: from the preset / template family)")
+    max_seq_length: int = _f(1024, "tokens per sample (256-4096); longer samples are handled per `overlong`")
+    overlong: Literal["truncate", "drop"] = _f("truncate", "samples over max_seq_length: truncate (keep the start) "
+                                                           "or drop")
+    # LoRA
+    lora_r: int = _f(16, "LoRA rank (8-16 typical; 4-128)")
+    lora_alpha: int = _f(32, "LoRA scaling alpha (16-32 typical; usually r or 2*r)")
+    lora_dropout: float = _f(0.0, "dropout on LoRA layers (0-0.1; 0 keeps Unsloth's fast path)")
+    target_modules: list[str] = _f(["q_proj", "k_proj", "v_proj", "o_proj"],
+                                   "layers to adapt; add gate_proj, up_proj, down_proj for the MLP too")
+    use_rslora: bool = _f(False, "rank-stabilized LoRA (scale alpha/sqrt(r) instead of alpha/r)")
+    # training
+    gradient_checkpointing: bool = _f(True, "recompute activations to save memory (Unsloth's variant on GPU); "
+                                            "slower on CPU")
+    epochs: int = _f(1, "passes over the training data (1-3)")
+    max_steps: int = _f(0, "stop after this many optimizer steps (0 = use epochs; e.g. 30 for a quick run)")
+    batch_size: int = _f(2, "samples per device per step (1-8)")
+    gradient_accumulation_steps: int = _f(4, "steps to accumulate before each update (1-16); effective batch = "
+                                             "batch_size * this")
+    learning_rate: float = _f(2e-4, "peak learning rate (5e-5 - 5e-4; 2e-4 is the usual LoRA choice)")
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = _f(
+        "linear", "learning-rate schedule after warmup")
+    warmup_steps: float = _f(0.03, "warmup: a fraction of all steps if < 1, else a number of steps")
+    weight_decay: float = _f(0.01, "AdamW weight decay (0-0.1)")
+    optim: str = _f("auto", "optimizer: auto (adamw_8bit on CUDA with 4-bit, else adamw_torch) or any transformers "
+                            "optim name")
+    eval_on_start: bool = _f(True, "evaluate once before the first step (the baseline val loss)")
+    logging_steps: int = _f(10, "log the training loss every N steps (1-100)")
+    eval_steps: int = _f(50, "evaluate val loss and perplexity every N steps")
+    save_steps: int = _f(100, "save a checkpoint every N steps (a multiple of eval_steps when early stopping)")
+    save_total_limit: int = _f(3, "checkpoints to keep (older ones are deleted; 0 = keep all)")
+    early_stopping_patience: int = _f(3, "stop after N evaluations without val-loss improvement (0 = off); "
+                                         "the best checkpoint is restored at the end")
+    early_stopping_threshold: float = _f(0.0, "minimum val-loss improvement that counts (0-0.05)")
+    seed: int = _f(3407, "random seed for LoRA init, shuffling and the train/val split")
+    resume: bool | str = _f("auto", "auto: continue from the newest checkpoint-* in output_dir; false: start "
+                                     "fresh; or a checkpoint path")
+    # output
+    output_dir: str = _f("outputs/lora", "checkpoints, adapter/, metrics.jsonl, loss_curve.png, exports")
+    save_formats: list[str] = _f(["lora"], "lora (always saved, output_dir/adapter), merged_16bit, gguf_q4_k_m, "
+                                           "gguf_q8_0, gguf_f16 (GGUF needs Unsloth on a CUDA GPU)")
+    merged_dtype: Literal["bfloat16", "float16", "float32"] = _f("bfloat16", "dtype of the merged_16bit model")
+    wandb: bool = _f(False, "log to Weights & Biases (needs `pip install wandb` and a login)")
+    wandb_project: str = _f("graftkit", "W&B project name")
+    # --chat
+    chat_max_new_tokens: int = _f(200, "--chat: longest reply in tokens")
+    chat_temperature: float = _f(0.7, "--chat: sampling temperature (0 = greedy)")
+
+    def validate(self) -> None:
+        check_base_model(self.base_model)
+        positive = ("max_seq_length", "lora_r", "lora_alpha", "epochs", "batch_size", "gradient_accumulation_steps",
+                    "logging_steps", "eval_steps", "save_steps", "chat_max_new_tokens")
+        for key in positive:
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key}: must be at least 1, got {getattr(self, key)}")
+        for key in ("max_steps", "save_total_limit", "early_stopping_patience", "warmup_steps", "chat_temperature",
+                    "early_stopping_threshold"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{key}: must not be negative, got {getattr(self, key)}")
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"val_fraction: must be in [0, 1), got {self.val_fraction}")
+        if not 0 <= self.lora_dropout < 1:
+            raise ConfigError(f"lora_dropout: must be in [0, 1), got {self.lora_dropout}")
+        if not self.learning_rate > 0:
+            raise ConfigError(f"learning_rate: must be positive, got {self.learning_rate}")
+        if not self.target_modules:
+            raise ConfigError("target_modules: give at least one layer name, e.g. [q_proj, v_proj]")
+        bad = [f for f in self.save_formats if f not in SAVE_FORMATS]
+        if bad:
+            raise ConfigError(f"save_formats: unknown {', '.join(map(repr, bad))}; choose from {', '.join(SAVE_FORMATS)}")
+        if isinstance(self.resume, bool) and self.resume:
+            self.resume = "auto"
+        if not self.data_file and not self.train_file:
+            raise ConfigError("set train_file (and val_file) or data_file")
+        if not self.output_dir:
+            raise ConfigError("output_dir: must not be empty")
+        if self.early_stopping_patience and self.has_validation and self.save_steps % self.eval_steps:
+            raise ConfigError(f"save_steps ({self.save_steps}) must be a multiple of eval_steps ({self.eval_steps}) "
+                              "when early_stopping_patience > 0 (the best checkpoint is restored at the end)")
+
+    @property
+    def has_validation(self) -> bool:
+        return bool(self.val_file and not self.data_file) or self.val_fraction > 0
+
+    @property
+    def gguf_methods(self) -> list[str]:
+        return [f.removeprefix("gguf_") for f in self.save_formats if f.startswith("gguf_")]

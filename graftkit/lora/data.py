@@ -1,0 +1,357 @@
+"""Training data for LoRA: reading and splitting conversations, chat templating and the label mask.
+
+The loss covers only the person's replies. Rather than relying on a trainer option that works for
+some templates and not others (TRL's `assistant_only_loss` needs `{% generation %}` markers,
+Unsloth's `train_on_responses_only` needs exact marker strings), graftkit tokenizes itself, the same
+way on both backends and for every template:
+
+1. render the whole conversation with the tokenizer's chat template;
+2. locate each assistant reply in that text: render `messages[:i]` with `add_generation_prompt=True`,
+   which is a prefix of the full text, and the reply follows it;
+3. tokenize the full text once with offsets, label the tokens overlapping a reply plus the
+   end-of-turn token right after it (`<|im_end|>`, `<|eot_id|>`, `</s>`), -100 everywhere else.
+
+Nothing here imports torch or transformers: the tokenizer comes in as an object.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, InputError
+from ..fileio import read_jsonl
+from ..samples import Conversation, parse_record
+from .presets import FAMILIES, NAMED_TEMPLATES, Family, detect_family, get_preset
+
+IGNORE = -100
+PAD_CANDIDATES = ("<pad>", "<|pad|>", "<|finetune_right_pad_id|>", "[PAD]", "<|endoftext|>", "<unk>")
+
+
+@dataclass
+class Sample:
+    path: str
+    line: int
+    messages: Conversation
+
+
+# ---------------------------------------------------------------------------------------------- reading
+
+def read_samples(path: str | Path, hint: str = "") -> list[Sample]:
+    """Read a ShareGPT or OpenAI JSONL file; every error names file:line (see graftkit.samples)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError("file not found" + (f" ({hint})" if hint else ""), path)
+    samples = []
+    for lineno, obj in read_jsonl(path):
+        _, turns = parse_record(obj, path, lineno)
+        if not any(t["role"] == "assistant" for t in turns):
+            raise InputError("conversation has no assistant ('gpt') turn to learn from", path, lineno)
+        samples.append(Sample(str(path), lineno, turns))
+    if not samples:
+        raise InputError("no conversations in file", path)
+    return samples
+
+
+def split_samples(samples: list[Sample], val_fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+    """Split by conversation, reproducibly for a given seed."""
+    if val_fraction <= 0:
+        return list(samples), []
+    if len(samples) < 2:
+        raise ConfigError(f"only {len(samples)} conversation(s): too few to split off a validation set "
+                          "(set val_fraction: 0 or give a val_file)")
+    order = list(range(len(samples)))
+    random.Random(seed).shuffle(order)
+    n_val = min(len(samples) - 1, max(1, round(len(samples) * val_fraction)))
+    val_idx = set(order[:n_val])
+    return ([s for i, s in enumerate(samples) if i not in val_idx], [s for i, s in enumerate(samples) if i in val_idx])
+
+
+def load_splits(cfg: Any) -> tuple[list[Sample], list[Sample]]:
+    """Train and validation samples per the config (data_file split, or train_file + val_file)."""
+    if cfg.data_file:
+        return split_samples(read_samples(cfg.data_file), cfg.val_fraction, cfg.seed)
+    train = read_samples(cfg.train_file, "run prepare_training_data.py first, or set train_file / data_file")
+    if cfg.val_file:
+        return train, read_samples(cfg.val_file, "set val_file: '' to split val_fraction off train_file")
+    return split_samples(train, cfg.val_fraction, cfg.seed)
+
+
+def with_system_prompt(messages: Conversation, system_prompt: str) -> Conversation:
+    if system_prompt and not any(m["role"] == "system" for m in messages):
+        return [{"role": "system", "content": system_prompt}, *messages]
+    return messages
+
+
+# ---------------------------------------------------------------------------------------------- tokenizer
+
+@dataclass
+class TemplateInfo:
+    """What training and --chat must agree on; saved next to the adapter as graftkit_lora.json."""
+    family: str
+    eot_token: str
+    eot_id: int
+    template_kwargs: dict = field(default_factory=dict)
+    instruction_part: str = ""
+    response_part: str = ""
+    added_tokens: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {k: getattr(self, k) for k in ("family", "eot_token", "template_kwargs", "instruction_part",
+                                              "response_part", "added_tokens")}
+
+
+def _choose_template(tok: Any, cfg: Any) -> tuple[str, Family]:
+    name = (cfg.chat_template or "auto").strip()
+    if name == "auto":
+        if getattr(tok, "chat_template", None):
+            return tok.chat_template, detect_family(tok.chat_template, cfg.base_model)
+        preset = get_preset(cfg.base_model)
+        family = FAMILIES[preset.family] if preset else FAMILIES["chatml"]
+        return family.template, family
+    if name in NAMED_TEMPLATES:
+        return NAMED_TEMPLATES[name], FAMILIES[name]
+    path = Path(name).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"chat_template: {name!r} is not auto, {', '.join(NAMED_TEMPLATES)} or an existing "
+                          ".jinja file")
+    text = path.read_text(encoding="utf-8")
+    return text, detect_family(text)
+
+
+def _probe_eot(tok: Any, kwargs: dict, fallback: str) -> str:
+    """The token a rendered assistant reply ends with, found by rendering a probe conversation."""
+    reply = "probe reply 42"
+    try:
+        text = tok.apply_chat_template([{"role": "user", "content": "probe question"},
+                                        {"role": "assistant", "content": reply}], tokenize=False, **kwargs)
+    except Exception:  # noqa: BLE001 - a template that rejects the probe: fall back to the family's token
+        return fallback
+    end = text.find(reply)
+    if end < 0:
+        return fallback
+    rest = text[end + len(reply):].lstrip(" ")
+    specials = set(tok.all_special_tokens) | set(getattr(tok, "added_tokens_encoder", {}) or {})
+    for t in sorted(specials, key=len, reverse=True):
+        if t and rest.startswith(t):
+            return t
+    return fallback
+
+
+def ensure_pad_token(tok: Any, eot_token: str) -> str | None:
+    """Give the tokenizer a pad token different from eos and end-of-turn; return it if it was added."""
+    bad = {None, tok.eos_token, eot_token}
+    if tok.pad_token not in bad:
+        return None
+    vocab = tok.get_vocab()
+    reserved = sorted((t for t in vocab if re.fullmatch(r"<\|reserved_special_token_\d+\|>", t)),
+                      key=lambda t: int(re.findall(r"\d+", t)[0]))
+    for cand in (*PAD_CANDIDATES, *reserved[-1:]):
+        if cand in vocab and cand not in bad and cand != tok.bos_token:
+            tok.pad_token = cand
+            return None
+    tok.add_special_tokens({"pad_token": "<pad>"})
+    return "<pad>"
+
+
+def setup_tokenizer(tok: Any, cfg: Any) -> TemplateInfo:
+    """Fix the chat template, end-of-turn token and pad token on `tok` (in place) for training and chat."""
+    template, family = _choose_template(tok, cfg)
+    tok.chat_template = template
+    added: list[str] = []
+    if family.name in ("chatml", "qwen-2.5"):  # the ChatML fallback on a tokenizer that lacks its tokens
+        missing = [t for t in ("<|im_start|>", "<|im_end|>") if t in template and t not in tok.get_vocab()]
+        if missing:
+            tok.add_special_tokens({"additional_special_tokens": missing})
+            added += missing
+    kwargs = dict(family.template_kwargs)
+    fallback = family.eot_token if family.eot_token in tok.get_vocab() else tok.eos_token
+    eot = _probe_eot(tok, kwargs, fallback)
+    if eot is None or eot not in tok.get_vocab():
+        raise ConfigError(f"cannot find the end-of-turn token of the chat template (tried {family.eot_token!r}); "
+                          "set chat_template to chatml, llama-3 or mistral")
+    if tok.eos_token != eot:
+        tok.eos_token = eot  # generation stops at the end of the person's turn
+    pad_added = ensure_pad_token(tok, eot)
+    if pad_added:
+        added.append(pad_added)
+    return TemplateInfo(family=family.name, eot_token=eot, eot_id=tok.convert_tokens_to_ids(eot),
+                        template_kwargs=kwargs,
+                        instruction_part=cfg.instruction_part or family.instruction_part,
+                        response_part=cfg.response_part or family.response_part, added_tokens=added)
+
+
+# ---------------------------------------------------------------------------------------------- encoding
+
+class EncodeError(ValueError):
+    """A conversation the chat template cannot render, or whose replies it rewrites beyond recognition."""
+
+
+def render(tok: Any, messages: Conversation, info: TemplateInfo, add_generation_prompt: bool = False) -> str:
+    try:
+        return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt,
+                                       **info.template_kwargs)
+    except Exception as e:  # jinja raise_exception(), e.g. roles that must alternate
+        raise EncodeError(f"chat template error: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+
+
+def assistant_spans(tok: Any, messages: Conversation, info: TemplateInfo) -> tuple[str, list[tuple[int, int]]]:
+    """The rendered conversation and the (start, end) character span of every assistant reply in it."""
+    full = render(tok, messages, info)
+    spans: list[tuple[int, int]] = []
+    cursor = 0
+    for i, m in enumerate(messages):
+        if m["role"] != "assistant":
+            continue
+        start_at = cursor
+        if i > 0:
+            prefix = render(tok, messages[:i], info, add_generation_prompt=True)
+            if full.startswith(prefix):
+                start_at = max(cursor, len(prefix))
+        found = -1
+        for text in (m["content"], m["content"].strip()):
+            found = full.find(text, start_at)
+            if found >= 0:
+                break
+        if found < 0 or not text:
+            raise EncodeError(f"assistant turn {i + 1} is not in the rendered chat template text")
+        spans.append((found, found + len(text)))
+        cursor = found + len(text)
+    return full, spans
+
+
+def _tokenize_with_offsets(tok: Any, full: str, spans: list[tuple[int, int]]) -> tuple[list[int], list[tuple[int, int]]]:
+    try:
+        enc = tok(full, add_special_tokens=False, return_offsets_mapping=True)
+        return list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
+    except (NotImplementedError, ValueError, TypeError):  # slow tokenizer: tokenize span by span
+        ids: list[int] = []
+        offsets: list[tuple[int, int]] = []
+        cuts = sorted({0, len(full), *[p for s in spans for p in s]})
+        for a, b in zip(cuts, cuts[1:]):
+            piece = tok(full[a:b], add_special_tokens=False)["input_ids"]
+            ids += piece
+            offsets += [(a, b)] * len(piece)
+        return ids, offsets
+
+
+def encode_conversation(tok: Any, messages: Conversation, info: TemplateInfo) -> tuple[list[int], list[int]]:
+    """`input_ids` and `labels` (-100 except on assistant replies and their end-of-turn token)."""
+    full, spans = assistant_spans(tok, messages, info)
+    ids, offsets = _tokenize_with_offsets(tok, full, spans)
+    labels = [IGNORE] * len(ids)
+    j = 0
+    for s, e in spans:
+        while j < len(ids) and offsets[j][1] <= s:
+            j += 1
+        while j < len(ids) and offsets[j][0] < e:
+            if offsets[j][1] > offsets[j][0]:
+                labels[j] = ids[j]
+            j += 1
+        # the end-of-turn token, possibly after whitespace the template inserts
+        k = j
+        while k < len(ids) and ids[k] != info.eot_id and not full[offsets[k][0]:offsets[k][1]].strip():
+            k += 1
+        if k < len(ids) and ids[k] == info.eot_id:
+            labels[k] = ids[k]
+            j = k + 1
+    return ids, labels
+
+
+@dataclass
+class DataStats:
+    conversations: int = 0
+    kept: int = 0
+    overlong: int = 0
+    truncated: int = 0
+    dropped_overlong: int = 0
+    dropped_no_labels: int = 0
+    template_errors: int = 0
+    tokens: int = 0
+    label_tokens: int = 0
+    first_error: str = ""
+
+    def summary(self, name: str) -> str:
+        s = (f"{name}: {self.kept}/{self.conversations} conversations, {self.tokens} tokens "
+             f"({self.label_tokens} trained)")
+        if self.overlong:
+            s += f"; {self.overlong} over max_seq_length ({self.truncated} truncated, {self.dropped_overlong} dropped)"
+        if self.dropped_no_labels:
+            s += f"; {self.dropped_no_labels} dropped with no reply tokens left"
+        if self.template_errors:
+            s += f"; {self.template_errors} skipped ({self.first_error})"
+        return s
+
+
+def encode_samples(tok: Any, samples: list[Sample], info: TemplateInfo, max_len: int, overlong: str,
+                   system_prompt: str = "") -> tuple[list[dict[str, list[int]]], DataStats]:
+    """Encode, then truncate or drop samples over `max_len`; never keep a sample with no labelled token."""
+    rows = []
+    st = DataStats(conversations=len(samples))
+    for smp in samples:
+        try:
+            ids, labels = encode_conversation(tok, with_system_prompt(smp.messages, system_prompt), info)
+        except EncodeError as e:
+            st.template_errors += 1
+            st.first_error = st.first_error or f"{smp.path}:{smp.line}: {e}"
+            continue
+        if len(ids) > max_len:
+            st.overlong += 1
+            if overlong == "drop":
+                st.dropped_overlong += 1
+                continue
+            ids, labels = ids[:max_len], labels[:max_len]
+            if all(x == IGNORE for x in labels):
+                st.dropped_no_labels += 1
+                continue
+            st.truncated += 1
+        if all(x == IGNORE for x in labels):
+            st.dropped_no_labels += 1
+            continue
+        rows.append({"input_ids": ids, "labels": labels})
+        st.kept += 1
+        st.tokens += len(ids)
+        st.label_tokens += sum(x != IGNORE for x in labels)
+    return rows, st
+
+
+def check_response_part(tok: Any, samples: list[Sample], info: TemplateInfo, system_prompt: str = "") -> str | None:
+    """A notice when `response_part` does not open the assistant replies (a wrong family or marker)."""
+    if not info.response_part or not samples:
+        return None
+    try:
+        full, spans = assistant_spans(tok, with_system_prompt(samples[0].messages, system_prompt), info)
+    except EncodeError:
+        return None
+    marker = info.response_part.rstrip(" ")
+    if all(full[:s].rstrip(" ").endswith(marker) for s, _ in spans):
+        return None
+    return (f"notice: response_part {info.response_part!r} does not open the assistant replies in the rendered "
+            "template; the label mask does not depend on it, but check base_model / chat_template")
+
+
+class PadCollator:
+    """Right-pads `input_ids` with the pad token, `labels` with -100, and builds the attention mask."""
+
+    def __init__(self, pad_id: int, pad_to_multiple_of: int | None = None):
+        self.pad_id = pad_id
+        self.multiple = pad_to_multiple_of
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        n = max(len(f["input_ids"]) for f in features)
+        if self.multiple:
+            n = -(-n // self.multiple) * self.multiple
+        ids = torch.full((len(features), n), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(features), n), IGNORE, dtype=torch.long)
+        mask = torch.zeros((len(features), n), dtype=torch.long)
+        for i, f in enumerate(features):
+            k = len(f["input_ids"])
+            ids[i, :k] = torch.as_tensor(f["input_ids"], dtype=torch.long)
+            labels[i, :k] = torch.as_tensor(f["labels"], dtype=torch.long)
+            mask[i, :k] = 1
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask}

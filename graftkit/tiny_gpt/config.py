@@ -1,0 +1,133 @@
+"""The tiny GPT's config: every key, its default and its help text, declared once.
+
+The names follow nanoGPT's train.py (n_layer, learning_rate, eval_interval, ...) so anyone who has
+trained nanoGPT reads the YAML without a glossary. This module imports no torch, so a bad config is
+reported in a fraction of a second, before the heavy imports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from ..errors import ConfigError
+
+
+def _h(default, help_text: str):
+    return field(default=default, metadata={"help": help_text})
+
+
+@dataclass
+class TinyGPTConfig:
+    # --- data and tokenizer ---
+    train_file: str = _h("training_data/corpus_train.txt", "training transcript (written by prepare_training_data.py)")
+    val_file: str = _h("training_data/corpus_val.txt", "validation transcript")
+    tokenizer_path: str = _h("training_data/tokenizer_tiny.json",
+                             "tokenizer.json to use; built from train_file by tokenizer_setup's code if missing")
+    tokenizer_type: Literal["bpe", "char", "tiktoken"] = _h(
+        "bpe", "bpe (byte-level BPE, vocab_size tokens), char (one token per character) or tiktoken (comparison)")
+    vocab_size: int = _h(512, "BPE vocabulary size incl. 256 byte tokens and the speaker markers (256-512)")
+    min_char_freq: int = _h(2, "char tokenizer: characters seen fewer times than this map to <unk> (1-10)")
+    tiktoken_encoding: str = _h("gpt2", "tiktoken encoding name when tokenizer_type is tiktoken (needs internet)")
+    # --- model ---
+    n_layer: int = _h(4, "transformer blocks (2-8)")
+    n_head: int = _h(4, "attention heads; n_embd must be divisible by it (2-8)")
+    n_embd: int = _h(128, "embedding width (64-384)")
+    block_size: int = _h(256, "context length in tokens (64-512)")
+    dropout: float = _h(0.1, "dropout probability (0.0-0.3; more for small corpora)")
+    bias: bool = _h(False, "biases in Linear and LayerNorm layers like GPT-2 (false is a bit faster)")
+    # --- optimiser and schedule ---
+    learning_rate: float = _h(2e-3, "peak AdamW learning rate (3e-4 to 3e-3)")
+    min_lr: float = _h(2e-4, "learning rate at the end of the cosine decay (~learning_rate/10)")
+    decay_lr: bool = _h(True, "linear warmup then cosine decay to min_lr; false keeps learning_rate constant")
+    weight_decay: float = _h(0.1, "AdamW weight decay on 2-D weights only (0.0-0.2)")
+    beta1: float = _h(0.9, "AdamW beta1 (0.9)")
+    beta2: float = _h(0.99, "AdamW beta2 (0.95-0.999)")
+    grad_clip: float = _h(1.0, "clip the gradient norm at this value; 0 disables (0.5-1.0)")
+    warmup_iters: int = _h(50, "linear learning-rate warmup iterations (0-1000)")
+    epochs: float = _h(10, "passes over the training tokens; sets max_iters when max_iters is null (10-50)")
+    max_iters: int | None = _h(None, "total optimiser steps; null derives it from epochs and the corpus size")
+    batch_size: int = _h(12, "sequences per micro-batch (8-64)")
+    gradient_accumulation_steps: int = _h(1, "micro-batches per optimiser step (1-8)")
+    # --- evaluation, early stopping, logging ---
+    eval_interval: int = _h(200, "evaluate, sample and checkpoint every this many iterations (50-1000)")
+    eval_iters: int = _h(20, "batches per split in each evaluation (10-200)")
+    log_interval: int = _h(20, "print a training line every this many iterations (1-100)")
+    patience: int = _h(5, "stop after this many evaluations without a new best val loss; 0 never stops early")
+    peak_flops: float = _h(0.0, "peak FLOP/s of one device that MFU is measured against; 0 = estimate for the device")
+    progress: bool = _h(True, "tqdm progress bar (shown only on a terminal)")
+    wandb: bool = _h(False, "log to Weights & Biases (pip install wandb)")
+    wandb_project: str = _h("graftkit-tiny-gpt", "wandb project name")
+    wandb_run_name: str = _h("", "wandb run name; empty lets wandb choose")
+    # --- sampling ---
+    prompt: str = _h("<|them|>hey, what are you up to tonight?\n<|me|>",
+                     "prompt for the samples shown at each evaluation and by --sample when none is given")
+    temperature: float = _h(0.8, "sampling temperature (0.5-1.2; lower is more conservative)")
+    top_k: int = _h(40, "sample only from the k most likely tokens; 0 disables (20-200)")
+    max_new_tokens: int = _h(120, "tokens generated per sample or chat reply (50-500)")
+    num_samples: int = _h(2, "samples generated at each evaluation and by --sample (1-10)")
+    # --- system ---
+    out_dir: str = _h("out-tiny", "where last.pt, best.pt, metrics.jsonl and loss_curve.png go")
+    init_from: Literal["auto", "scratch", "resume"] = _h(
+        "auto", "auto resumes from out_dir/last.pt if it exists; scratch starts fresh; resume requires last.pt")
+    seed: int = _h(1337, "random seed (model init, batch order, dropout)")
+    device: str = _h("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = _h(
+        "auto", "auto: bfloat16 autocast where the hardware is fast at it (Ampere+ GPUs, CPUs with AVX512-BF16/AMX), "
+        "float16 + GradScaler on older GPUs, else float32")
+    compile: bool = _h(False, "torch.compile the model (needs a C++ compiler on CPU; first step is slow)")
+    backend: str = _h("auto", "torch.distributed backend under torchrun: auto (nccl on CUDA, gloo on CPU), nccl, gloo")
+
+    def validate(self) -> None:
+        def need(cond: bool, msg: str) -> None:
+            if not cond:
+                raise ConfigError(msg)
+
+        need(self.n_layer >= 1, f"n_layer must be >= 1, got {self.n_layer}")
+        need(self.n_head >= 1, f"n_head must be >= 1, got {self.n_head}")
+        need(self.n_embd >= 1, f"n_embd must be >= 1, got {self.n_embd}")
+        need(self.n_embd % self.n_head == 0,
+             f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}); "
+             f"e.g. n_embd={self.n_head * max(1, round(self.n_embd / self.n_head))}")
+        need(self.block_size >= 2, f"block_size must be >= 2, got {self.block_size}")
+        need(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
+        need(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
+        need(0 <= self.min_lr <= self.learning_rate, f"min_lr must be in [0, learning_rate], got {self.min_lr}")
+        need(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "beta1 and beta2 must be in [0, 1)")
+        need(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
+        need(self.grad_clip >= 0, f"grad_clip must be >= 0 (0 disables), got {self.grad_clip}")
+        need(self.warmup_iters >= 0, f"warmup_iters must be >= 0, got {self.warmup_iters}")
+        need(self.epochs > 0, f"epochs must be > 0, got {self.epochs}")
+        need(self.max_iters is None or self.max_iters >= 0, f"max_iters must be >= 0 or null, got {self.max_iters}")
+        need(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        need(self.gradient_accumulation_steps >= 1,
+             f"gradient_accumulation_steps must be >= 1, got {self.gradient_accumulation_steps}")
+        need(self.eval_interval >= 1, f"eval_interval must be >= 1, got {self.eval_interval}")
+        need(self.eval_iters >= 1, f"eval_iters must be >= 1, got {self.eval_iters}")
+        need(self.log_interval >= 1, f"log_interval must be >= 1, got {self.log_interval}")
+        need(self.patience >= 0, f"patience must be >= 0, got {self.patience}")
+        need(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
+        need(self.top_k >= 0, f"top_k must be >= 0 (0 disables), got {self.top_k}")
+        need(self.max_new_tokens >= 1, f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        need(self.num_samples >= 0, f"num_samples must be >= 0, got {self.num_samples}")
+        need(self.peak_flops >= 0, f"peak_flops must be >= 0 (0 = auto), got {self.peak_flops}")
+        need(self.min_char_freq >= 1, f"min_char_freq must be >= 1, got {self.min_char_freq}")
+        if self.tokenizer_type == "bpe":
+            need(256 + 3 <= self.vocab_size <= 65535,
+                 f"vocab_size must be at least 259 (256 bytes + 3 speaker markers) for bpe, got {self.vocab_size}")
+        need(self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda", "mps"),
+             f"device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
+        need(self.backend in ("auto", "nccl", "gloo"), f"backend must be auto, nccl or gloo, got {self.backend!r}")
+        need(bool(self.out_dir), "out_dir must not be empty")
+
+    def check_data_files(self, need_val: bool = True) -> None:
+        """Missing data is the most common first-run mistake: say which file and how to make it."""
+        files = [("train_file", self.train_file)] + ([("val_file", self.val_file)] if need_val else [])
+        for key, path in files:
+            if not Path(path).is_file():
+                raise ConfigError(
+                    f"{key} not found: {path} (run prepare_training_data.py first, or set {key}=...)")
+
+
+MODEL_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "bias")

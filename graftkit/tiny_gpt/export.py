@@ -1,0 +1,75 @@
+"""Export a trained tiny GPT as a stock `transformers` GPT2LMHeadModel folder.
+
+Differences bridged here:
+- GPT-2 stores its projections in Conv1D modules, whose weight is the transpose of nn.Linear's.
+- GPT-2 always has biases; a model trained with `bias: false` gets zero biases (same function).
+- activation_function="gelu" is transformers' exact erf GELU, matching F.gelu (GPT-2's default
+  "gelu_new" is the tanh approximation, which would not match).
+- dropout is set to 0 and layer_norm_epsilon to PyTorch's 1e-5.
+The folder holds config.json, model.safetensors, generation_config.json and the tokenizer files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..errors import UserError
+from .model import TinyGPT
+from .tokenizer import TinyTokenizer, load_hf_tokenizer
+
+_CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+
+
+def to_gpt2_state_dict(model: TinyGPT) -> dict[str, torch.Tensor]:
+    a = model.args
+    sd = {k: v.detach().float().cpu() for k, v in model.state_dict().items()}
+    out: dict[str, torch.Tensor] = {}
+    for k, v in sd.items():
+        if k == "lm_head.weight":
+            continue  # tied to wte
+        out["transformer." + k] = v.t().contiguous() if k.endswith(_CONV1D) else v.clone()
+    if not a.bias:
+        C = a.n_embd
+        zeros = {"ln_1.bias": C, "ln_2.bias": C, "attn.c_attn.bias": 3 * C, "attn.c_proj.bias": C,
+                 "mlp.c_fc.bias": 4 * C, "mlp.c_proj.bias": C}
+        for i in range(a.n_layer):
+            for name, n in zeros.items():
+                out[f"transformer.h.{i}.{name}"] = torch.zeros(n)
+        out["transformer.ln_f.bias"] = torch.zeros(C)
+    out["lm_head.weight"] = out["transformer.wte.weight"]
+    return out
+
+
+def export_hf(model: TinyGPT, tok: TinyTokenizer, out_dir: str | Path) -> Path:
+    try:
+        from transformers import GPT2Config, GPT2LMHeadModel
+    except ImportError:
+        raise UserError("--export-hf needs transformers: pip install transformers") from None
+    a = model.args
+    end_id = tok.end_id
+    config = GPT2Config(
+        vocab_size=a.vocab_size, n_positions=a.block_size, n_embd=a.n_embd, n_layer=a.n_layer,
+        n_head=a.n_head, n_inner=4 * a.n_embd, activation_function="gelu", resid_pdrop=0.0,
+        embd_pdrop=0.0, attn_pdrop=0.0, layer_norm_epsilon=1e-5, bos_token_id=end_id,
+        eos_token_id=end_id, pad_token_id=end_id, tie_word_embeddings=True)
+    hf = GPT2LMHeadModel(config)
+    sd = to_gpt2_state_dict(model)
+    missing, unexpected = hf.load_state_dict(sd, strict=False)
+    missing = [k for k in missing if not k.endswith(".attn.bias") and not k.endswith(".attn.masked_bias")]
+    if missing or unexpected:
+        raise UserError(f"internal: export key mismatch (missing {missing[:4]}, unexpected {unexpected[:4]})")
+    hf.tie_weights()
+    hf.eval()
+    # generation stops at the end of a session or when the turn passes to the other person
+    hf.generation_config.eos_token_id = [end_id, tok.them_id]
+    hf.generation_config.pad_token_id = end_id
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    hf.save_pretrained(out_dir)
+    hf_tok = load_hf_tokenizer(tok)
+    hf_tok.model_max_length = a.block_size
+    hf_tok.save_pretrained(out_dir)
+    return out_dir
+

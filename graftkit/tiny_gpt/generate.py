@@ -1,0 +1,123 @@
+"""Sampling from a trained tiny GPT: plain continuations and an interactive chat as "me".
+
+Sampling draws from its own torch.Generator, never the global RNG, so printing samples during
+training cannot change the training run (exact resume stays exact).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable, Iterable, TextIO
+
+import torch
+import torch.nn.functional as F
+
+from ..corpus import ME, THEM
+from .model import TinyGPT
+from .tokenizer import TinyTokenizer
+
+
+@torch.no_grad()
+def generate(model: TinyGPT, ids: list[int], max_new_tokens: int, temperature: float = 1.0,
+             top_k: int = 0, stop_ids: Iterable[int] = (), generator: torch.Generator | None = None,
+             device: str | torch.device = "cpu") -> list[int]:
+    """Continue `ids` by up to max_new_tokens tokens; stop early (excluding it) at any of stop_ids.
+    Returns only the new tokens. The context is cropped to the last block_size tokens."""
+    was_training = model.training
+    model.eval()
+    stop = set(stop_ids)
+    block = model.args.block_size
+    ctx = torch.tensor([ids or [0]], dtype=torch.long, device=device)
+    out: list[int] = []
+    try:
+        for _ in range(max_new_tokens):
+            logits, _ = model(ctx[:, -block:], last_only=True)
+            logits = logits[0, -1].float() / max(temperature, 1e-6)
+            if top_k and top_k < logits.numel():
+                kth = torch.topk(logits, top_k).values[-1]
+                logits = logits.masked_fill(logits < kth, float("-inf"))
+            probs = F.softmax(logits, dim=-1)
+            nxt = int(torch.multinomial(probs.cpu(), 1, generator=generator))
+            if nxt in stop:
+                break
+            out.append(nxt)
+            ctx = torch.cat([ctx, torch.tensor([[nxt]], device=ctx.device)], dim=1)
+    finally:
+        model.train(was_training)
+    return out
+
+
+def prompt_ids(tok: TinyTokenizer, prompt: str) -> list[int]:
+    """An empty prompt starts a fresh conversation (the END token separates sessions)."""
+    return tok.encode(prompt) if prompt else [tok.end_id]
+
+
+def sample_texts(model: TinyGPT, tok: TinyTokenizer, prompt: str, num_samples: int, max_new_tokens: int,
+                 temperature: float, top_k: int, seed: int, device="cpu") -> list[str]:
+    g = torch.Generator().manual_seed(seed)
+    start = prompt_ids(tok, prompt)
+    return [prompt + tok.decode(generate(model, start, max_new_tokens, temperature, top_k,
+                                         stop_ids=(tok.end_id,), generator=g, device=device))
+            for _ in range(num_samples)]
+
+
+def chat(model: TinyGPT, tok: TinyTokenizer, max_new_tokens: int, temperature: float, top_k: int,
+         seed: int, device="cpu", stdin: TextIO | None = None, stdout: TextIO | None = None,
+         name: str = "me") -> int:
+    """Interactive chat: each line you type is a `<|them|>` message, the model answers as `<|me|>`.
+
+    The reply runs until the model hands the turn back (<|them|>) or ends the session
+    (<|endoftext|>); a reply of several messages (lines) is shown as several `me>` lines. The history is
+    kept as tokens and trimmed from the oldest turn so prompt + reply fit in block_size.
+    Commands: /reset clears the history, /quit (or end of input) leaves. Returns the replies given.
+    """
+    stdin = stdin or sys.stdin
+    stdout = stdout or sys.stdout
+    g = torch.Generator().manual_seed(seed)
+    interactive = stdin.isatty()
+    history: list[int] = [tok.end_id]
+    budget = max(1, model.args.block_size - max_new_tokens)
+    replies = 0
+    write: Callable[[str], None] = lambda s: (stdout.write(s), stdout.flush())  # noqa: E731
+    if interactive:
+        write("chatting with the model (it answers as you). /reset clears the history, /quit or Ctrl-D leaves.\n")
+    while True:
+        if interactive:
+            write("them> ")
+        line = stdin.readline()
+        if not line:
+            break
+        text = line.rstrip("\n")
+        if text.strip() in ("/quit", "/exit"):
+            break
+        if text.strip() == "/reset":
+            history = [tok.end_id]
+            write("(history cleared)\n")
+            continue
+        if not text.strip():
+            continue
+        history += tok.encode(f"{THEM}{text}\n{ME}")
+        if len(history) > budget:
+            history = _trim(history, budget, {tok.them_id, tok.end_id})
+        new = generate(model, history, max_new_tokens, temperature, top_k,
+                       stop_ids=(tok.them_id, tok.end_id), generator=g, device=device)
+        reply = tok.decode(new)
+        history += new
+        # one line per message: a turn may hold several (newlines, or repeated <|me|> markers)
+        messages = [m for m in reply.replace(ME, "\n").split("\n") if m.strip()] or [""]
+        for m in messages:
+            write(f"{name}> {m}\n")
+        replies += 1
+        # the turn ended: close it so the next <|them|> starts on a fresh line
+        if not reply.endswith("\n"):
+            history += tok.encode("\n")
+    return replies
+
+
+def _trim(history: list[int], budget: int, boundaries: set[int]) -> list[int]:
+    """Keep the newest tokens within `budget`, starting at a turn boundary when one is available."""
+    tail = history[-budget:]
+    for i, t in enumerate(tail):
+        if t in boundaries:
+            return tail[i:]
+    return tail

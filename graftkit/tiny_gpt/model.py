@@ -1,0 +1,141 @@
+"""A GPT-2 style decoder, small enough to train from scratch on one person's chat history.
+
+Read top to bottom: ModelArgs -> Attention -> FeedForward -> Block -> TinyGPT.
+
+Architecture (GPT-2): learned token and position embeddings; n_layer pre-LayerNorm blocks, each
+`x + attention(ln_1(x))` then `x + mlp(ln_2(x))`; causal multi-head attention through
+`F.scaled_dot_product_attention` (fused flash kernels on CPU and GPU); a 4x GELU MLP (exact erf
+GELU, so the exported transformers GPT2 with activation_function="gelu" computes the same
+function); a final LayerNorm; and an output head that shares its weight with the token embedding.
+
+Layer names follow GPT-2's (wte, wpe, h.N.ln_1, attn.c_attn, mlp.c_fc, ...) so export to
+`transformers.GPT2LMHeadModel` is a rename-free copy (plus the Conv1D transpose).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class ModelArgs:
+    vocab_size: int
+    block_size: int = 256
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    dropout: float = 0.0
+    bias: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Attention(nn.Module):
+    """Causal multi-head self-attention; q, k, v come from one fused projection."""
+
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        assert args.n_embd % args.n_head == 0, "n_embd must be divisible by n_head"
+        self.n_head = args.n_head
+        self.head_dim = args.n_embd // args.n_head
+        self.dropout = args.dropout
+        self.c_attn = nn.Linear(args.n_embd, 3 * args.n_embd, bias=args.bias)
+        self.c_proj = nn.Linear(args.n_embd, args.n_embd, bias=args.bias)
+        self.resid_drop = nn.Dropout(args.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        # (B, T, 3C) -> three (B, n_head, T, head_dim) tensors
+        q, k, v = self.c_attn(x).view(B, T, 3, self.n_head, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        y = y.transpose(1, 2).reshape(B, T, C)  # heads side by side again
+        return self.resid_drop(self.c_proj(y))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.c_fc = nn.Linear(args.n_embd, 4 * args.n_embd, bias=args.bias)
+        self.c_proj = nn.Linear(4 * args.n_embd, args.n_embd, bias=args.bias)
+        self.drop = nn.Dropout(args.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.c_proj(F.gelu(self.c_fc(x))))
+
+
+class Block(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(args.n_embd, bias=args.bias)
+        self.attn = Attention(args)
+        self.ln_2 = nn.LayerNorm(args.n_embd, bias=args.bias)
+        self.mlp = FeedForward(args)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class TinyGPT(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.args = args
+        self.wte = nn.Embedding(args.vocab_size, args.n_embd)
+        self.wpe = nn.Embedding(args.block_size, args.n_embd)
+        self.drop = nn.Dropout(args.dropout)
+        self.h = nn.ModuleList(Block(args) for _ in range(args.n_layer))
+        self.ln_f = nn.LayerNorm(args.n_embd, bias=args.bias)
+        self.lm_head = nn.Linear(args.n_embd, args.vocab_size, bias=False)
+        self.lm_head.weight = self.wte.weight  # weight tying: one matrix embeds and un-embeds tokens
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        """GPT-2 init: N(0, 0.02) everywhere, residual output projections scaled by 1/sqrt(2 * n_layer)."""
+        resid_std = 0.02 / math.sqrt(2 * self.args.n_layer)
+        for name, module in self.named_modules():
+            if isinstance(module, nn.Linear):
+                std = resid_std if name.endswith("c_proj") else 0.02
+                nn.init.normal_(module.weight, mean=0.0, std=std)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Embedding):
+                nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def num_params(self, non_embedding: bool = False) -> int:
+        """All parameters (the tied matrix counted once); non_embedding drops the position table."""
+        n = sum(p.numel() for p in self.parameters())
+        return n - self.wpe.weight.numel() if non_embedding else n
+
+    def flops_per_token(self, seq_len: int | None = None) -> float:
+        """Training FLOPs per token (forward + backward): 6 per weight plus attention's 12*L*T*C.
+        The same estimate nanoGPT uses (PaLM paper, appendix B), so MFU figures compare directly."""
+        a = self.args
+        T = seq_len or a.block_size
+        return 6 * self.num_params(non_embedding=True) + 12 * a.n_layer * a.n_embd * T
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
+                last_only: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """idx (B, T) token ids -> logits (B, T, vocab) and, given targets (B, T), the mean cross-entropy.
+        last_only computes logits for the final position only (what sampling needs)."""
+        B, T = idx.shape
+        if T > self.args.block_size:
+            raise ValueError(f"sequence of {T} tokens is longer than block_size {self.args.block_size}")
+        pos = torch.arange(T, device=idx.device)
+        x = self.drop(self.wte(idx) + self.wpe(pos))
+        for block in self.h:
+            x = block(x)
+        x = self.ln_f(x)
+        if last_only and targets is None:
+            return self.lm_head(x[:, -1:, :]), None
+        logits = self.lm_head(x)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-1)
+        return logits, loss

@@ -1,0 +1,344 @@
+"""evaluate_persona: metric definitions on hand-made data, the model adapters, and end-to-end runs."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import pytest
+
+from graftkit.evaluate import metrics
+from graftkit.evaluate.authorship import AuthorshipClassifier
+from graftkit.evaluate.core import build_samples, sample_seed
+
+# ---------------------------------------------------------------------------------------------------
+# metrics (pure)
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_perplexity_is_exp_of_mean_token_nll():
+    assert metrics.perplexity(2.0 * 5, 5) == pytest.approx(math.exp(2.0))
+    assert math.isnan(metrics.perplexity(0.0, 0))
+    # pooled over replies: total NLL / total tokens, not a mean of per-reply perplexities
+    ppl, total, n = metrics.pooled_perplexity([(1.0, 1), (9.0, 3)])
+    assert (total, n) == (10.0, 4)
+    assert ppl == pytest.approx(math.exp(10.0 / 4))
+    assert metrics.relative_change(10.0, 7.5) == pytest.approx(-0.25)
+    assert math.isnan(metrics.relative_change(float("nan"), 1.0))
+
+
+def test_style_stats_on_crafted_replies():
+    replies = [
+        "hey lol",                    # 2 words, lowercase
+        "Sure. See you at 7.",        # 5 words, ends with '.'
+        "wait what?? 😂",             # 3 words, emoji, question, lowercase
+        "ok...\nomw",                 # 2 words, 2 lines, ellipsis, lowercase, not ending '.'
+        "YES!",                       # 1 word, exclamation
+    ]
+    st = metrics.style_stats(replies)
+    assert st["n"] == 5
+    assert st["words_median"] == 2.0
+    assert st["words_p90"] == pytest.approx(4.2)   # numpy linear interpolation of [1,2,2,3,5]
+    assert st["lines_mean"] == pytest.approx(6 / 5)
+    assert st["emoji_rate"] == pytest.approx(1 / 5)
+    assert st["lowercase_rate"] == pytest.approx(3 / 5)
+    assert st["ends_period_rate"] == pytest.approx(1 / 5)
+    assert st["exclaim_rate"] == pytest.approx(1 / 5)
+    assert st["question_rate"] == pytest.approx(1 / 5)
+    assert st["ellipsis_rate"] == pytest.approx(1 / 5)
+    empty = metrics.style_stats([])
+    assert empty["n"] == 0 and all(v == 0.0 for k, v in empty.items() if k != "n")
+
+
+def test_distinct_n_and_top_k_jaccard():
+    assert metrics.distinct_n(["a a b", "b c"], 1) == pytest.approx(3 / 5)
+    assert metrics.distinct_n(["a a b", "b c"], 2) == pytest.approx(3 / 3)  # (a a) (a b) (b c); none across replies
+    assert metrics.distinct_n(["a a a a"], 2) == pytest.approx(1 / 3)
+    assert metrics.distinct_n([""], 1) == 0.0
+    assert metrics.words("Don't STOP, ok?") == ["don't", "stop", "ok"]
+    # top-2 of A = {x, y} (x 3, y 2, z 1); top-2 of B = {y, w}: overlap 1 of 3
+    assert metrics.top_k_jaccard(["x x x y y z"], ["y y w w w"], k=2) == pytest.approx(1 / 3)
+    assert metrics.top_k_jaccard(["same words"], ["words same"], k=50) == 1.0
+
+
+def test_style_distance_definition():
+    real = ["hey lol", "ok"]
+    st = metrics.style_stats(real)
+    assert metrics.style_distance(st, st, 1.0) == 0.0
+    other = dict(st, words_median=st["words_median"] * 2, emoji_rate=st["emoji_rate"] + 0.5)
+    # one count stat at relative difference 0.5, one share at 0.5, jaccard term 0: mean over 12 terms
+    n_terms = len(metrics.STYLE_KEYS) + 1
+    assert metrics.style_distance(st, other, 1.0) == pytest.approx((0.5 + 0.5) / n_terms)
+    assert metrics.style_distance(st, st, 0.0) == pytest.approx(1 / n_terms)
+    cmp = metrics.compare_styles(real, {"copy": list(real)})
+    assert cmp["distance"]["copy"] == 0.0 and cmp["jaccard"]["copy"] == 1.0
+
+
+# ---------------------------------------------------------------------------------------------------
+# authorship classifier
+# ---------------------------------------------------------------------------------------------------
+
+def _casual(rng: random.Random) -> str:
+    return " ".join(rng.choice(["lol", "ya", "omg", "haha", "k", "nah", "tbh", "idk", "😂", "yep"])
+                    for _ in range(rng.randint(2, 5)))
+
+
+def _formal(rng: random.Random) -> str:
+    return " ".join(rng.choice(["Certainly,", "However,", "I believe", "Therefore,", "Regarding",
+                                "the meeting.", "We shall", "Indeed."]) for _ in range(rng.randint(3, 6)))
+
+
+def test_authorship_classifier_separates_two_styles():
+    rng = random.Random(0)
+    clf = AuthorshipClassifier(seed=0).fit([_casual(rng) for _ in range(150)], [_formal(rng) for _ in range(150)])
+    ceiling = clf.score([_casual(rng) for _ in range(40)])
+    floor = clf.score([_formal(rng) for _ in range(40)])
+    assert ceiling.attributed_share >= 0.95 and floor.attributed_share <= 0.05
+    assert ceiling.mean_p_person > 0.8 > 0.2 > floor.mean_p_person
+    assert clf.auc([_casual(rng) for _ in range(20)], [_formal(rng) for _ in range(20)]) > 0.99
+    assert clf.score([]).n == 0
+
+
+# ---------------------------------------------------------------------------------------------------
+# contexts
+# ---------------------------------------------------------------------------------------------------
+
+def test_build_samples_contexts_and_seeded_cap():
+    conv = [{"role": "system", "content": "S"}, {"role": "assistant", "content": "opener"}]
+    for i in range(6):
+        conv += [{"role": "user", "content": f"u{i}"}, {"role": "assistant", "content": f"a{i}"}]
+    samples = build_samples([conv], max_samples=None, seed=0, max_context_turns=3)
+    assert [s.reply for s in samples] == [f"a{i}" for i in range(6)]  # the opener has no partner turn before it
+    s = samples[-1]
+    assert [t["content"] for t in s.context] == ["S", "u4", "a4", "u5"]  # system kept + last 3 turns
+    assert s.partner == "u5" and s.turn == len(conv) - 1
+    capped = build_samples([conv] * 10, max_samples=7, seed=3, max_context_turns=3)
+    again = build_samples([conv] * 10, max_samples=7, seed=3, max_context_turns=3)
+    assert len(capped) == 7 and [(s.conv, s.turn) for s in capped] == [(s.conv, s.turn) for s in again]
+    assert [(s.conv, s.turn) for s in capped] == sorted((s.conv, s.turn) for s in capped)
+    assert sample_seed(1, 0) != sample_seed(1, 1) != sample_seed(2, 1)
+
+
+# ---------------------------------------------------------------------------------------------------
+# model adapters: scoring is exactly exp(mean NLL of the reply tokens); generation is seeded
+# ---------------------------------------------------------------------------------------------------
+
+CTX = [{"role": "user", "content": "hey there"}, {"role": "assistant", "content": "yo"},
+       {"role": "user", "content": "coming tonight?"}]
+
+
+@pytest.fixture(scope="module")
+def tiny_llama_dir(tmp_path_factory):
+    from tiny_llama import make_tiny_llama
+
+    return make_tiny_llama(tmp_path_factory.mktemp("evtiny"))
+
+
+@pytest.fixture(scope="module")
+def hf(tiny_llama_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir).eval()
+    return model, tok
+
+
+def test_hf_reply_nll_is_the_reply_tokens_nll(hf):
+    import torch
+
+    from graftkit.evaluate.models import HFChatModel
+
+    model, tok = hf
+    m = HFChatModel(model, tok, name="t")
+    reply = "yes! at 7"
+    assert m.eot == "<|im_end|>" and m.reply_text(CTX, reply) == reply + "<|im_end|>"
+    nll, n = m.reply_nll(CTX, reply)
+    # independently: token by token, log_softmax of the logits at the last position of each prefix
+    prompt = tok(tok.apply_chat_template(CTX, tokenize=False, add_generation_prompt=True),
+                 add_special_tokens=False)["input_ids"]
+    target = tok(reply + "<|im_end|>", add_special_tokens=False)["input_ids"]
+    assert target[-1] == tok.convert_tokens_to_ids("<|im_end|>") and n == len(target)
+    want = 0.0
+    with torch.no_grad():
+        for j, t in enumerate(target):
+            logits = model(input_ids=torch.tensor([prompt + target[:j]])).logits[0, -1]
+            want -= float(torch.log_softmax(logits, -1)[t])
+    assert nll == pytest.approx(want, rel=1e-4)
+    assert metrics.perplexity(nll, n) == pytest.approx(math.exp(want / len(target)), rel=1e-4)
+
+
+def test_hf_generation_is_seeded_and_greedy_matches_transformers(hf):
+    import torch
+
+    from graftkit.evaluate.models import HFChatModel
+
+    model, tok = hf
+    m = HFChatModel(model, tok, name="t", max_new_tokens=8, temperature=1.0)
+    assert m.generate(CTX, seed=5) == m.generate(CTX, seed=5)
+    assert len({m.generate(CTX, seed=s) for s in range(4)}) > 1
+    m.temperature = 0.0
+    ids = tok(tok.apply_chat_template(CTX, tokenize=False, add_generation_prompt=True), add_special_tokens=False,
+              return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        ref = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=8, do_sample=False,
+                             eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    assert m.generate(CTX) == tok.decode(ref[0, ids.shape[1]:], skip_special_tokens=True).strip()
+
+
+def _char_tiny_gpt(text: str, block_size: int = 16):
+    import torch
+
+    from graftkit.tiny_gpt.model import ModelArgs, TinyGPT
+    from graftkit.tiny_gpt.tokenizer import build_char_tokenizer, tokenizer_from_json
+
+    tok = tokenizer_from_json(build_char_tokenizer(text).to_str(), "test")
+    torch.manual_seed(0)
+    model = TinyGPT(ModelArgs(vocab_size=tok.vocab_size, block_size=block_size, n_layer=1, n_head=2, n_embd=16))
+    return model.eval(), tok
+
+
+def test_tiny_gpt_scores_every_reply_token_and_unigram_by_hand():
+    import torch
+
+    from graftkit.corpus import END, ME, THEM
+    from graftkit.evaluate.tiny import TinyGPTModel, UnigramModel, render_context
+
+    corpus = f"{THEM}hey you\n{ME}yo lol\n{END}\n"
+    model, tok = _char_tiny_gpt(corpus + "abcdefghijklmnopqrstuvwxyz ?!.", block_size=16)
+    assert render_context(CTX) == f"{END}{THEM}hey there\n{ME}yo\n{THEM}coming tonight?\n{ME}"
+    m = TinyGPTModel(model, tok, max_new_tokens=5, temperature=1.0)
+    # a short reply with a short context fits one block: compare with token-by-token log_softmax
+    ctx = [{"role": "user", "content": "hi"}]
+    prompt, target = tok.encode(render_context(ctx)), tok.encode("yo\n")
+    want = 0.0
+    with torch.no_grad():
+        for j, t in enumerate(target):
+            logits, _ = model(torch.tensor([prompt + target[:j]]))
+            want -= float(torch.log_softmax(logits[0, -1], -1)[t])
+    nll, n = m.reply_nll(ctx, "yo")
+    assert n == 3 and nll == pytest.approx(want, rel=1e-5)
+    # a reply longer than block_size is still scored completely (same token count as the unigram)
+    long_reply = "hey you yo lol " * 3
+    nll, n = m.reply_nll(CTX, long_reply)
+    u = UnigramModel(tok, corpus, tok.vocab_size)
+    assert n == len(tok.encode(long_reply + "\n")) == u.reply_nll(CTX, long_reply)[1] and math.isfinite(nll)
+    # unigram: add-one smoothed corpus frequencies, context-blind
+    ids = tok.encode(corpus)
+    p_y = (ids.count(tok.encode("y")[0]) + 1) / (len(ids) + tok.vocab_size)
+    p_nl = (ids.count(tok.encode("\n")[0]) + 1) / (len(ids) + tok.vocab_size)
+    assert u.reply_nll(CTX, "y") == (pytest.approx(-math.log(p_y) - math.log(p_nl)), 2)
+    assert u.generate(CTX, seed=3) == u.generate(CTX, seed=3)
+    assert m.generate(CTX, seed=3) == m.generate(CTX, seed=3)
+
+
+# ---------------------------------------------------------------------------------------------------
+# end to end: evaluate_persona.py on a tiny Llama + LoRA adapter and on a tiny GPT checkpoint
+# ---------------------------------------------------------------------------------------------------
+
+ME_WORDS = "lol ya omg haha k nah tbh idk yep sure 😂".split()
+THEM_WORDS = "Hello there. How are you doing today? I think we should meet tomorrow.".split()
+
+
+def _write_convs(path, n: int, seed: int) -> list:
+    rng = random.Random(seed)
+    convs = []
+    for _ in range(n):
+        conv = []
+        for _ in range(rng.randint(1, 3)):
+            conv.append({"from": "human", "value": " ".join(rng.choices(THEM_WORDS, k=5))})
+            conv.append({"from": "gpt", "value": " ".join(rng.choices(ME_WORDS, k=3))})
+        convs.append(conv)
+    path.write_text("".join(json.dumps({"conversations": c}, ensure_ascii=False) + "\n" for c in convs),
+                    encoding="utf-8")
+    return convs
+
+
+def _check_outputs(out, kind: str) -> dict:
+    from graftkit.evaluate.core import all_finite
+
+    data = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    assert data["meta"]["kind"] == kind and data["n_contexts"] == 3
+    assert all_finite(data)
+    ppl = data["perplexity"]
+    assert ppl["tokens"]["base"] == ppl["tokens"]["tuned"] > 0
+    assert ppl["relative_change"] == pytest.approx((ppl["tuned"] - ppl["base"]) / ppl["base"])
+    auth = data["authorship"]
+    assert auth["person_real"]["attributed_share"] > auth["partners_real"]["attributed_share"]
+    md = (out / "report.md").read_text(encoding="utf-8")
+    for section in ("## Reply perplexity", "## Style", "## Authorship test", "## Examples", "distributions.png"):
+        assert section in md
+    assert (out / "distributions.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = [json.loads(line) for line in (out / "generations.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == 3 and all({"real", "base", "tuned"} <= set(r) for r in rows)
+    return data
+
+
+def test_end_to_end_lora_on_tiny_llama(tiny_llama_dir, tmp_path, capsys):
+    import torch
+
+    import evaluate_persona
+    from graftkit.config import load_config
+    from graftkit.lora.backend import load_peft
+    from graftkit.lora.config import LoraTrainConfig
+    from graftkit.lora.export import save_adapter
+
+    _write_convs(tmp_path / "train.jsonl", 30, 0)
+    _write_convs(tmp_path / "val.jsonl", 4, 1)
+    overrides = [f"base_model={tiny_llama_dir}", f"train_file={tmp_path / 'train.jsonl'}",
+                 f"val_file={tmp_path / 'val.jsonl'}", f"output_dir={tmp_path / 'run'}", "max_seq_length=128"]
+    cfg = load_config(LoraTrainConfig, "lora_config.yaml", overrides)
+    loaded = load_peft(cfg)
+    torch.manual_seed(0)
+    with torch.no_grad():  # an untrained adapter is a no-op (B = 0): perturb it so tuned != base
+        for name, p in loaded.model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    save_adapter(cfg, loaded, loaded.model, tmp_path / "run" / "adapter")
+
+    argv = ["--config", "lora_config.yaml", *overrides, "--max-samples", "3", "--max-new-tokens", "6", "--quiet"]
+    assert evaluate_persona.main(argv) == 0
+    assert "reply perplexity: base" in capsys.readouterr().out
+    data = _check_outputs(tmp_path / "run" / "eval", "lora")
+    assert data["perplexity"]["base"] != data["perplexity"]["tuned"]
+    assert "without the adapter" in data["meta"]["base"]
+
+    # a missing adapter is one clean error line
+    assert evaluate_persona.main(["--config", "lora_config.yaml", *overrides[:-2], f"output_dir={tmp_path / 'x'}",
+                                  "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "no trained LoRA model" in err[0]
+
+
+def test_end_to_end_tiny_gpt_is_deterministic(tmp_path, capsys):
+    import evaluate_persona
+    from graftkit.config import load_config
+    from graftkit.corpus import render_corpus
+    from graftkit.tiny_gpt.config import TinyGPTConfig
+    from graftkit.tiny_gpt.train import train
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for split, n, seed in (("train", 30, 0), ("val", 4, 1)):
+        convs = _write_convs(data / f"sharegpt_{split}.jsonl", n, seed)
+        (data / f"corpus_{split}.txt").write_text(render_corpus([(t["from"] == "gpt", t["value"]) for t in c]
+                                                                for c in convs), encoding="utf-8")
+    cfg_file = tmp_path / "tiny.yaml"
+    cfg_file.write_text(
+        f"train_file: {data / 'corpus_train.txt'}\nval_file: {data / 'corpus_val.txt'}\n"
+        f"tokenizer_path: {data / 'tok.json'}\ntokenizer_type: char\nout_dir: {tmp_path / 'out'}\n"
+        "n_layer: 1\nn_head: 2\nn_embd: 32\nblock_size: 64\nmax_iters: 2\neval_interval: 2\neval_iters: 1\n"
+        "batch_size: 4\nnum_samples: 0\nprogress: false\ndevice: cpu\n", encoding="utf-8")
+    train(load_config(TinyGPTConfig, cfg_file), log=lambda *a: None)
+
+    outs = []
+    for name in ("a", "b"):
+        argv = ["--config", str(cfg_file), "--max-samples", "3", "--max-new-tokens", "8", "--out",
+                str(tmp_path / name), "--quiet"]
+        assert evaluate_persona.main(argv) == 0
+        outs.append(_check_outputs(tmp_path / name, "tiny_gpt"))
+    capsys.readouterr()
+    strip = lambda d: {k: v for k, v in d.items() if k != "seconds"}  # noqa: E731
+    assert strip(outs[0]) == strip(outs[1])
+    assert (tmp_path / "a" / "generations.jsonl").read_text() == (tmp_path / "b" / "generations.jsonl").read_text()
+    assert "unigram" in outs[0]["meta"]["base"]

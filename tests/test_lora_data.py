@@ -1,0 +1,243 @@
+"""LoRA pipeline, without training: label mask, overlong handling, pad token, data errors, presets,
+backend selection, config file. Fast (the tiny tokenizer only)."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from graftkit.config import load_config
+from graftkit.errors import ConfigError, InputError
+from graftkit.lora import backend as backend_mod
+from graftkit.lora.config import LoraTrainConfig
+from graftkit.lora.data import (IGNORE, Sample, encode_conversation, encode_samples, ensure_pad_token, load_splits,
+                                read_samples, setup_tokenizer, split_samples)
+from graftkit.lora.presets import PRESETS, resolve_model_id
+from tiny_llama import make_tiny_llama
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CONVS = [
+    [{"role": "system", "content": "You are Sam."}, {"role": "user", "content": "What's the capital of France?"},
+     {"role": "assistant", "content": "Paris."}],
+    [{"role": "user", "content": "Write a haiku about tea 🍵"},
+     {"role": "assistant", "content": "Steam curls from the cup\nquiet leaves unfold their green"},
+     {"role": "user", "content": "Thanks!"}, {"role": "assistant", "content": "You're welcome!"}],
+    [{"role": "user", "content": "ok"}, {"role": "assistant", "content": "ok"},  # reply text also in the prompt
+     {"role": "user", "content": "Переведи: good night"}, {"role": "assistant", "content": "Спокойной ночи"}],
+    [{"role": "assistant", "content": "hey, you up?"}, {"role": "user", "content": "yes"}],  # the person opens
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory) -> Path:
+    return make_tiny_llama(tmp_path_factory.mktemp("tiny"))
+
+
+def _tok(tiny_dir, **cfg_kw):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_dir)
+    cfg = LoraTrainConfig(base_model=str(tiny_dir), **cfg_kw)
+    return tok, setup_tokenizer(tok, cfg)
+
+
+def labelled_runs(tok, ids, labels) -> list[str]:
+    """Decode each contiguous run of positions whose label is not -100."""
+    runs, cur = [], []
+    for i, (x, y) in enumerate(zip(ids, labels)):
+        if y != IGNORE:
+            assert y == x
+            cur.append(x)
+        elif cur:
+            runs.append(cur)
+            cur = []
+    if cur:
+        runs.append(cur)
+    return [tok.decode(r, skip_special_tokens=False) for r in runs]
+
+
+def test_label_mask_is_exactly_the_replies_plus_end_of_turn(tiny_dir):
+    tok, info = _tok(tiny_dir)
+    assert info.eot_token == "<|im_end|>" and tok.pad_token not in (tok.eos_token, info.eot_token)
+    for conv in CONVS:
+        ids, labels = encode_conversation(tok, conv, info)
+        replies = [m["content"] + "<|im_end|>" for m in conv if m["role"] == "assistant"]
+        assert labelled_runs(tok, ids, labels) == replies
+        # and the token stream is exactly the chat template's rendering
+        assert ids == tok.apply_chat_template(conv, tokenize=True, return_dict=True)["input_ids"]
+
+
+@pytest.mark.parametrize("template,specials,eot", [
+    ("llama-3", ["<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"], "<|eot_id|>"),
+    ("mistral", ["<s>", "</s>"], "</s>"),
+])
+def test_label_mask_other_template_families(tiny_dir, template, specials, eot):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_dir)
+    tok.add_special_tokens({"additional_special_tokens": specials})
+    if template == "mistral":
+        tok.bos_token, tok.eos_token = "<s>", "</s>"
+    else:
+        tok.bos_token = "<|begin_of_text|>"
+    info = setup_tokenizer(tok, LoraTrainConfig(base_model=str(tiny_dir), chat_template=template))
+    assert info.eot_token == eot and tok.eos_token == eot and tok.pad_token != eot
+    conv = CONVS[1]
+    ids, labels = encode_conversation(tok, conv, info)
+    runs = [r.strip() for r in labelled_runs(tok, ids, labels)]
+    assert runs == [m["content"] + eot for m in conv if m["role"] == "assistant"]
+
+
+def test_overlong_truncate_and_drop_are_counted(tiny_dir):
+    tok, info = _tok(tiny_dir)
+    long_user = [{"role": "user", "content": "tea " * 200}, {"role": "assistant", "content": "ok then"}]
+    long_reply = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Paris. " * 100}]
+    samples = [Sample("f", i + 1, c) for i, c in enumerate([CONVS[0], long_user, long_reply])]
+    rows, st = encode_samples(tok, samples, info, max_len=64, overlong="truncate")
+    assert (st.conversations, st.overlong, st.truncated, st.dropped_no_labels, st.kept) == (3, 2, 1, 1, 2)
+    assert all(len(r["input_ids"]) <= 64 and any(x != IGNORE for x in r["labels"]) for r in rows)
+    rows, st = encode_samples(tok, samples, info, max_len=64, overlong="drop")
+    assert (st.overlong, st.dropped_overlong, st.kept) == (2, 2, 1)
+    assert "2 over max_seq_length" in st.summary("train")
+
+
+def test_system_prompt_and_pad_token(tiny_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_dir)
+    tok.pad_token = tok.eos_token  # the classic pad == eos mistake
+    assert ensure_pad_token(tok, "<|im_end|>") is None and tok.pad_token == "<pad>"
+    tok2 = AutoTokenizer.from_pretrained(tiny_dir)
+    tok2.pad_token = "<|im_end|>"
+    # no free candidate: a new <pad> is added (the model's embeddings get resized)
+    vocab = dict(tok2.get_vocab())
+    for t in ("<pad>", "<|endoftext|>"):
+        vocab.pop(t)
+    tok2.get_vocab = lambda: vocab
+    assert ensure_pad_token(tok2, "<|im_end|>") == "<pad>"
+    tok, info = _tok(tiny_dir, system_prompt="You are Sam.")
+    rows, _ = encode_samples(tok, [Sample("f", 1, CONVS[1])], info, 512, "truncate", system_prompt="You are Sam.")
+    assert tok.decode(rows[0]["input_ids"]).startswith("<|im_start|>system\nYou are Sam.<|im_end|>")
+
+
+def test_reading_both_formats_and_split(tmp_path, fixtures_dir):
+    syn = fixtures_dir / "synthetic"
+    assert [len(s.messages) for s in read_samples(syn / "sharegpt.jsonl")] == [3, 4, 2]
+    oa = read_samples(syn / "openai_messages.jsonl")
+    assert oa[1].messages[0]["content"] == "Describe a cat." and oa[2].line == 3
+    samples = [Sample("f", i, CONVS[0]) for i in range(10)]
+    tr, va = split_samples(samples, 0.2, seed=1)
+    assert len(va) == 2 and len(tr) == 8 and split_samples(samples, 0.2, seed=1)[1] == va
+    cfg = LoraTrainConfig(base_model="qwen2.5-0.5b", data_file=str(syn / "sharegpt.jsonl"), val_fraction=0.34)
+    tr, va = load_splits(cfg)
+    assert (len(tr), len(va)) == (2, 1)
+
+
+@pytest.mark.parametrize("line,expect", [
+    ('{"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "yo"}]}\n{not json}\n',
+     ":2: invalid JSON"),
+    ('{"conversations": [{"from": "human", "value": "hi"}, {"from": "bot", "value": "yo"}]}\n',
+     ":1: turn 2: unknown role from='bot'"),
+    ('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "  "}]}\n',
+     ":1: turn 2: empty assistant turn"),
+    ('{"messages": [{"role": "user", "content": "hi"}]}\n', ":1: conversation has no assistant"),
+])
+def test_bad_data_cli_error(tmp_path, line, expect):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(line, encoding="utf-8")
+    p = subprocess.run([sys.executable, "train_lora.py", "--config", "lora_config.yaml", f"data_file={bad}"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {bad}") and expect in lines[0], p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="did you mean 'lora_alpha'"):
+        load_config(LoraTrainConfig, ROOT / "lora_config.yaml", ["lora_alhpa=16"])
+    with pytest.raises(ConfigError, match="did you mean 'llama-3.2-1b'"):
+        load_config(LoraTrainConfig, None, ["base_model=llama-3.2-1"])
+    with pytest.raises(ConfigError, match="multiple of eval_steps"):
+        load_config(LoraTrainConfig, None, ["eval_steps=30", "save_steps=100"])
+    with pytest.raises(ConfigError, match="save_formats"):
+        load_config(LoraTrainConfig, None, ["save_formats=[lora,gguf_q3]"])
+    cfg = load_config(LoraTrainConfig, None, ["resume=false", "save_formats=lora,gguf_q4_k_m"])
+    assert cfg.resume is False and cfg.gguf_methods == ["q4_k_m"]
+    with pytest.raises(InputError, match="file not found"):
+        read_samples(tmp_path / "missing.jsonl")
+
+
+def test_yaml_has_every_key_commented():
+    path = ROOT / "lora_config.yaml"
+    data = yaml.safe_load(path.read_text())
+    fields = [f.name for f in dataclasses.fields(LoraTrainConfig)]
+    assert sorted(data) == sorted(fields)
+    lines = path.read_text().splitlines()
+    for i, line in enumerate(lines):
+        if line and not line.startswith((" ", "#")) and ":" in line:
+            assert lines[i - 1].startswith("#") or lines[i - 1].split(":")[0] in fields, f"{line} has no comment"
+    cfg = load_config(LoraTrainConfig, path)
+    assert cfg.base_model in PRESETS and cfg.backend == "auto" and not cfg.wandb
+
+
+def test_presets_map_to_backend_ids():
+    assert resolve_model_id("llama-3.2-1b", "peft", True) == "meta-llama/Llama-3.2-1B-Instruct"
+    assert resolve_model_id("llama-3.2-1b", "unsloth", True) == "unsloth/Llama-3.2-1B-Instruct-bnb-4bit"
+    assert resolve_model_id("Mistral-7B", "unsloth", True) == "unsloth/mistral-7b-instruct-v0.3-bnb-4bit"
+    assert resolve_model_id("qwen2.5-7b", "unsloth", False) == "unsloth/Qwen2.5-7B-Instruct"
+    assert resolve_model_id("qwen2.5-1.5b", "peft", True) == "Qwen/Qwen2.5-1.5B-Instruct"
+    assert resolve_model_id("org/any-model", "unsloth", True) == "org/any-model"
+
+
+@pytest.mark.parametrize("cuda,unsloth,requested,expected", [
+    (True, True, "auto", "unsloth"), (True, False, "auto", "peft"), (False, True, "auto", "peft"),
+    (False, False, "auto", "peft"), (True, True, "peft", "peft"), (True, True, "unsloth", "unsloth"),
+    (False, True, "unsloth", "error"), (True, False, "unsloth", "error"),
+])
+def test_backend_selection(monkeypatch, cuda, unsloth, requested, expected):
+    import torch
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: (object() if unsloth else None) if name == "unsloth" else real_find_spec(name, *a))
+    if expected == "error":
+        with pytest.raises(ConfigError, match="pip install -r requirements-gpu.txt"):
+            backend_mod.select_backend(requested)
+    else:
+        assert backend_mod.select_backend(requested) == expected
+
+
+def test_help_lists_config_keys():
+    p = subprocess.run([sys.executable, "train_lora.py", "--help"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 0 and "--chat" in p.stdout and "lora_r = 16" in p.stdout
+    assert "python train_lora.py --config lora_config.yaml" in p.stdout
+
+
+def test_nothing_imports_transformers_before_the_backend_is_chosen(tmp_path):
+    """On the Unsloth branch `import unsloth` must come before transformers / trl / peft."""
+    (tmp_path / "out" / "checkpoint-7").mkdir(parents=True)
+    (tmp_path / "out" / "checkpoint-7" / "trainer_state.json").write_text("{}")
+    (tmp_path / "out" / "checkpoint-12").mkdir()  # no trainer_state.json: not a checkpoint
+    code = (
+        "import sys, train_lora\n"
+        "from graftkit.lora import backend, chat, data, export, train\n"
+        "from graftkit.config import load_config\n"
+        f"cfg = load_config(train_lora.LoraTrainConfig, 'lora_config.yaml', ['output_dir={tmp_path / 'out'}'])\n"
+        "print(train.resolve_resume(cfg, __import__('pathlib').Path(cfg.output_dir)))\n"
+        "backend.select_backend('auto')\n"
+        "bad = [m for m in ('transformers', 'trl', 'peft', 'datasets') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip().endswith("checkpoint-7")
