@@ -45,7 +45,6 @@ def main() -> None:
 
     convs = [c for c in data.values() if any(m["sender"] == me for t in c["messages"] for m in t)]
     convs.sort(key=lambda c: c["messages"][0][0]["timestamp"])
-    partners: dict[str, list[str]] = collections.defaultdict(list)
     size = 0
     rng = random.Random(args.seed)
     rng.shuffle(convs)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
@@ -116,6 +117,34 @@ def load_json(path: Path) -> Any:
                          e.lineno) from None
     except RecursionError:
         raise InputError("invalid JSON: nested too deeply", path) from None
+
+
+_MESSAGES_LIST = re.compile(r'"messages"\s*:\s*\[')
+
+
+def sniff_json_messages(text: str, *fields: re.Pattern[str]) -> bool:
+    """Cheap detection on the first kilobytes: a JSON object with a "messages" list whose entries
+    carry all `fields` (key patterns). Several exporters share the "messages" list, so the
+    per-message keys are what tell them apart; a full json.loads here would cost the whole file."""
+    if not text.lstrip().startswith("{"):
+        return False
+    m = _MESSAGES_LIST.search(text)
+    if m is None:
+        return False
+    rest = text[m.end():]
+    return all(f.search(rest) for f in fields)
+
+
+def load_json_messages(path: Path, what: str, hint: str) -> tuple[dict, list]:
+    """The top-level object and its "messages" list, or an InputError naming the file and what was
+    expected (`what`: the export kind; `hint`: why a file can lack the list)."""
+    data = load_json(path)
+    if not isinstance(data, dict):
+        raise InputError(f"expected a JSON object ({what})", path)
+    msgs = data.get("messages")
+    if not isinstance(msgs, list):
+        raise InputError(f"no 'messages' list; {hint}", path)
+    return data, msgs
 
 
 def utc_iso(seconds: float) -> str:

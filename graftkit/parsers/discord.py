@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..messages import Message
-from .base import Parser, Sniff, load_json, read_text
+from .base import Parser, Sniff, load_json_messages, read_text
 
 JSON_NAME = "discordchatexporter_json"
 CSV_NAME = "discordchatexporter_csv"
@@ -66,12 +66,8 @@ def _author_name(author: Any) -> str | None:
 
 
 def _parse_json(path: Path) -> list[Message]:
-    data = load_json(path)
-    if not isinstance(data, dict):
-        raise InputError("expected a JSON object (DiscordChatExporter export)", path)
-    msgs = data.get("messages")
-    if not isinstance(msgs, list):
-        raise InputError("no 'messages' list; export incomplete or not a DiscordChatExporter JSON", path)
+    data, msgs = load_json_messages(path, "DiscordChatExporter export",
+                                    "export incomplete or not a DiscordChatExporter JSON")
     channel = data.get("channel") if isinstance(data.get("channel"), dict) else {}
     guild = data.get("guild") if isinstance(data.get("guild"), dict) else {}
     conv = "/".join(str(x) for x in (guild.get("name"), channel.get("name")) if x)

@@ -15,11 +15,10 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..messages import Message
-from .base import Parser, Sniff, load_json
+from .base import Parser, Sniff, load_json_messages, sniff_json_messages
 
 NAME = "google_chat_json"
 
-_MESSAGES = re.compile(r'"messages"\s*:\s*\[')
 _CREATOR = re.compile(r'"creator"\s*:\s*\{')
 _CREATED = re.compile(r'"created_date"\s*:\s*"')
 
@@ -45,14 +44,7 @@ _DATE = re.compile(
 
 def _detect(sniff: Sniff) -> bool:
     """A JSON object with a `messages` list whose entries have `creator` and `created_date`."""
-    text = sniff.text
-    if not text.lstrip().startswith("{"):
-        return False
-    m = _MESSAGES.search(text)
-    if m is None:
-        return False
-    rest = text[m.end():]
-    return bool(_CREATOR.search(rest) and _CREATED.search(rest))
+    return sniff_json_messages(sniff.text, _CREATOR, _CREATED)
 
 
 def _offset(zone: str) -> str | None:
@@ -88,9 +80,7 @@ def parse_created_date(value: str) -> str:
 
 
 def _parse(path: Path) -> list[Message]:
-    data = load_json(path)
-    if not isinstance(data, dict) or not isinstance(data.get("messages"), list):
-        raise InputError("expected a JSON object with a 'messages' list (Google Chat messages.json)", path)
+    data, _ = load_json_messages(path, "Google Chat messages.json", "not a Google Chat messages.json")
     out: list[Message] = []
     conversation = path.parent.name if path.parent.name.startswith(("DM", "Space")) else ""
     for i, m in enumerate(data["messages"]):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..messages import Message
-from .base import Parser, Sniff, load_json, utc_iso
+from .base import Parser, Sniff, load_json_messages, sniff_json_messages, utc_iso
 
 MESSENGER = "messenger_json"
 INSTAGRAM = "instagram_json"
@@ -27,7 +27,6 @@ INSTAGRAM = "instagram_json"
 _MEDIA_KEYS = ("photos", "videos", "audio_files", "gifs", "files", "sticker", "share")
 _SYSTEM_TYPES = {"Subscribe", "Unsubscribe", "Call"}
 _PART = re.compile(r"^message_(\d+)\.json$")
-_MESSAGES = re.compile(r'"messages"\s*:\s*\[')
 _SENDER = re.compile(r'"sender_name"\s*:')
 _TS_MS = re.compile(r'"timestamp_ms"\s*:')
 
@@ -44,13 +43,7 @@ def fix_mojibake(s: str) -> str:
 
 def _looks_meta(text: str) -> bool:
     """A JSON object with a `messages` list whose entries carry `sender_name` and `timestamp_ms`."""
-    if not text.lstrip().startswith("{"):
-        return False
-    m = _MESSAGES.search(text)
-    if m is None:
-        return False
-    rest = text[m.end():]
-    return bool(_SENDER.search(rest) and _TS_MS.search(rest))
+    return sniff_json_messages(text, _SENDER, _TS_MS)
 
 
 def _is_instagram(path: Path, head: str) -> bool:
@@ -106,12 +99,8 @@ def _detect_dir(instagram: bool):
 
 
 def _read_part(path: Path) -> tuple[dict, list[tuple[int, dict]]]:
-    data = load_json(path)
-    if not isinstance(data, dict):
-        raise InputError("expected a JSON object (Messenger/Instagram message_N.json)", path)
-    msgs = data.get("messages")
-    if not isinstance(msgs, list):
-        raise InputError("no 'messages' list; not a complete Messenger/Instagram thread file", path)
+    data, msgs = load_json_messages(path, "Messenger/Instagram message_N.json",
+                                    "not a complete Messenger/Instagram thread file")
     out = []
     for i, m in enumerate(msgs):
         if not isinstance(m, dict):

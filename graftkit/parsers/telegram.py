@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..messages import Message
-from .base import Parser, Sniff, load_json, utc_iso
+from .base import Parser, Sniff, load_json, sniff_json_messages, utc_iso
 
 NAME = "telegram_json"
 
@@ -25,7 +25,6 @@ _MEDIA_KEYS = ("photo", "file", "media_type", "sticker_emoji", "poll", "location
                "contact_information", "game_title", "invoice_information", "place_name")
 
 _FULL_EXPORT = re.compile(r'"chats"\s*:\s*\{\s*(?:"about"\s*:\s*"(?:[^"\\]|\\.)*"\s*,\s*)?"list"\s*:\s*\[')
-_MESSAGES = re.compile(r'"messages"\s*:\s*\[')
 _MSG_TYPE = re.compile(r'"type"\s*:\s*"(?:message|service)"')
 _MSG_DATE = re.compile(r'"date(?:_unixtime)?"\s*:\s*"')
 _WALL_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d)(:\d\d)?$")
@@ -42,11 +41,7 @@ def _detect(sniff: Sniff) -> bool:
         return False
     if _FULL_EXPORT.search(text):
         return True
-    m = _MESSAGES.search(text)
-    if m is None:
-        return False
-    rest = text[m.end():]
-    return bool(_MSG_TYPE.search(rest) and _MSG_DATE.search(rest))
+    return sniff_json_messages(text, _MSG_TYPE, _MSG_DATE)
 
 
 def flatten_text(value: Any) -> str:
