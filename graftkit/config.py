@@ -207,3 +207,6 @@ def add_config_args(parser: argparse.ArgumentParser, default_config: str | None)
                         help=f"YAML or JSON config file (default: {default_config})")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="override any config key, e.g. learning_rate=3e-4 epochs=5")
+    # `script.py --config c.yaml --chat lr=1e-4` must work: plain parse_args stops filling a "*"
+    # positional once an option follows it, so overrides after a flag would be rejected.
+    parser.parse_args = parser.parse_intermixed_args  # type: ignore[method-assign]

@@ -6,7 +6,7 @@
 Why: the YAML comments are the one place where each key's meaning and range is written. The
 README's reference tables are generated from them, so the docs and the configs cannot drift.
 A key's text is the comment block right above it plus its inline comment and any indented
-comment lines that follow it.
+comment lines that follow it; keys stacked right under one comment block point to the first.
 """
 
 from __future__ import annotations
@@ -60,10 +60,13 @@ def parse_yaml_docs(text: str) -> list[tuple[str, str, str]]:
         if not m:
             continue  # a nested value line
         value, inline = _split_inline(m.group(2) or "")
-        current = [m.group(1), value, above + ([inline] if inline else [])]
+        desc = above + ([inline] if inline else [])
+        if not desc and current is not None and current[3]:  # keys stacked under one comment block share it
+            desc = [f"See `{current[0]}`."]
+        current = [m.group(1), value, desc, bool(above) and not inline]
         rows.append(current)  # type: ignore[arg-type]
         above = []
-    return [(k, v, " ".join(d)) for k, v, d in rows]
+    return [(k, v, " ".join(d)) for k, v, d, _ in rows]
 
 
 def render(name: str) -> str:

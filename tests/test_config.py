@@ -103,3 +103,16 @@ def test_config_help_lists_every_key():
     for key in ("n_layer", "learning_rate", "compile", "device", "target_modules", "max_iters", "out_dir"):
         assert key in text
     assert "blocks" in text
+
+
+def test_overrides_may_come_before_and_after_flags():
+    import argparse
+
+    from graftkit.config import add_config_args
+
+    ap = argparse.ArgumentParser()
+    add_config_args(ap, "c.yaml")
+    ap.add_argument("--chat", action="store_true")
+    args = ap.parse_args(["a=1", "--chat", "b=2", "--config", "x.yaml", "c=3"])
+    assert args.overrides == ["a=1", "b=2", "c=3"] and args.chat and args.config == "x.yaml"
+    assert ap.parse_args([]).overrides == [] and ap.parse_args([]).config == "c.yaml"
