@@ -2,7 +2,10 @@
 """Does it sound like you? Compare the fine-tuned model with its base on held-out conversations.
 
     python evaluate_persona.py --config lora_config.yaml
-    python evaluate_persona.py --config tiny_gpt_config.yaml --max-samples 50 --greedy
+    python evaluate_persona.py --config tiny_gpt_config.yaml
+    python evaluate_persona.py --config lora_config.yaml --max-samples 30 --max-new-tokens 48   # quick, on a CPU
+    python evaluate_persona.py --config lora_config.yaml output_dir=outputs/lora2 --greedy --out eval-lora2
+    python evaluate_persona.py --config tiny_gpt_config.yaml --model out-tiny/last.pt --max-samples 0   # all replies
 
 Uses the same config as training (LoRA or tiny GPT; detected from its keys, or --kind) and runs on
 the held-out conversations (training_data/sharegpt_val.jsonl from prepare_training_data.py). For
@@ -12,19 +15,23 @@ every context before one of your real replies it reports, base vs fine-tuned sid
 - style of generated replies vs your real ones: length, lines per reply, emoji, lowercase,
   punctuation, questions, vocabulary overlap, distinct-1/2, and one overall style distance;
 - an authorship test: a character n-gram classifier trained on the train split to tell your
-  messages from your partners' says how many generated replies look like yours;
+  messages from your partners' says how many generated replies look like yours (beside your real
+  held-out replies, your partners', and shuffled-letter nonsense as a control);
 - side-by-side examples.
 
 "base" is the pretrained model without the adapter for LoRA, and a unigram model of the training
 corpus for the tiny GPT (which has no pretrained base). Writes report.md, metrics.json,
-distributions.png and generations.jsonl to --out (default: <model output dir>/eval/). Deterministic
-for a given --seed.
+distributions.png and generations.jsonl to --out (default: <model output dir>/eval/). Deterministic:
+the same --seed and settings give the same metrics.json and generations.jsonl (the report adds the
+runtime). Key=value overrides after the flags change the config as in training (output_dir=...,
+out_dir=..., base_model=...).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -72,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 @cli_main
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_intermixed_args(argv)
     for flag in ("max_samples", "max_context_turns", "examples", "top_k"):
         if getattr(args, flag) < 0:
             raise UserError(f"--{flag.replace('_', '-')} must not be negative")
@@ -85,9 +92,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from graftkit.evaluate.loading import detect_kind, load_target
 
+    t_start = time.time()
     kind, cfg = detect_kind(args.config, args.overrides, args.kind)
-    if not args.quiet:
-        print(f"evaluating a {kind} model (config {args.config})", file=sys.stderr)
 
     import torch
 
@@ -107,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     if not samples:
         raise InputError("no held-out reply of the person comes after a partner message; nothing to evaluate",
                          target.val_file)
+    if not args.quiet:
+        print(f"evaluating {target.meta.get('model_dir')} ({kind}) against its base on {len(samples)} held-out "
+              "replies", file=sys.stderr)
     results, rows = run_evaluation(samples, target.models, settings, train_convs=train_convs, val_convs=val_convs,
                                    progress=not args.quiet)
     decoding = "greedy" if temperature == 0 else f"sampling at temperature {temperature:g}" + (
@@ -118,16 +127,21 @@ def main(argv: list[str] | None = None) -> int:
         "max_new_tokens": args.max_new_tokens, "temperature": temperature, "top_k": args.top_k,
     }
     out_dir = Path(args.out) if args.out else target.out_dir / "eval"
+    results["seconds"]["total"] = round(time.time() - t_start, 2)
     paths = write_outputs(out_dir, results, rows, meta)
 
     ppl, dist, auth = results["perplexity"], results["style"]["distance"], results["authorship"]
-    print(f"reply perplexity: base {ppl['base']:.2f} -> tuned {ppl['tuned']:.2f} ({100 * ppl['relative_change']:+.1f}%)")
+    verdict = "lower, better" if ppl["tuned"] < ppl["base"] else "NOT lower: see the report"
+    print(f"reply perplexity: base {ppl['base']:.2f} -> tuned {ppl['tuned']:.2f} "
+          f"({100 * ppl['relative_change']:+.1f}%, {verdict})")
     print(f"style distance to your replies: base {dist['base']:.3f}, tuned {dist['tuned']:.3f} "
           f"(partners {dist['partners']:.3f})")
-    print(f"authorship (attributed to you): base {100 * auth['base']['attributed_share']:.0f}%, tuned "
-          f"{100 * auth['tuned']['attributed_share']:.0f}% (your real replies {100 * auth['person_real']['attributed_share']:.0f}%, "
-          f"partners {100 * auth['partners_real']['attributed_share']:.0f}%)")
-    print(f"report: {paths['report.md']}")
+    share = {k: f"{100 * auth[k]['attributed_share']:.0f}%" for k in
+             ("base", "tuned", "person_real", "partners_real", "scrambled_real")}
+    print(f"authorship (attributed to you): base {share['base']}, tuned {share['tuned']} (your real replies "
+          f"{share['person_real']}, partners {share['partners_real']}, shuffled-letter nonsense "
+          f"{share['scrambled_real']})")
+    print(f"{results['n_contexts']} contexts in {results['seconds']['total']:.0f} s; report: {paths['report.md']}")
     return 0
 
 

@@ -17,6 +17,16 @@ from graftkit.evaluate.core import build_samples, sample_seed
 # ---------------------------------------------------------------------------------------------------
 
 
+def test_report_states_how_much_lower_the_tuned_perplexity_is():
+    from graftkit.evaluate.report import perplexity_verdict
+
+    ppl = {"base": 20.0, "tuned": 15.0, "relative_change": -0.25,
+           "nll_per_token": {"base": math.log(20.0), "tuned": math.log(15.0)}}
+    assert "25.0% lower" in perplexity_verdict(ppl) and "20.00 → 15.00" in perplexity_verdict(ppl)
+    worse = dict(ppl, tuned=22.0, relative_change=0.1)
+    assert perplexity_verdict(worse).startswith("**Warning: the tuned model is not better")
+
+
 def test_perplexity_is_exp_of_mean_token_nll():
     assert metrics.perplexity(2.0 * 5, 5) == pytest.approx(math.exp(2.0))
     assert math.isnan(metrics.perplexity(0.0, 0))
@@ -87,6 +97,16 @@ def _casual(rng: random.Random) -> str:
 def _formal(rng: random.Random) -> str:
     return " ".join(rng.choice(["Certainly,", "However,", "I believe", "Therefore,", "Regarding",
                                 "the meeting.", "We shall", "Indeed."]) for _ in range(rng.randint(3, 6)))
+
+
+def test_scramble_keeps_letters_and_spaces_but_not_words():
+    from graftkit.evaluate.authorship import scramble
+
+    text = "Hey you!\nare we still on for 7?"
+    out = scramble(text, random.Random(1))
+    assert sorted(out) == sorted(text) and out != text
+    assert [i for i, c in enumerate(out) if c.isspace()] == [i for i, c in enumerate(text) if c.isspace()]
+    assert out == scramble(text, random.Random(1))
 
 
 def test_authorship_classifier_separates_two_styles():
@@ -201,12 +221,15 @@ def _char_tiny_gpt(text: str, block_size: int = 16):
 def test_tiny_gpt_scores_every_reply_token_and_unigram_by_hand():
     import torch
 
-    from graftkit.corpus import END, ME, THEM
+    from graftkit.corpus import END, ME, THEM, render_corpus
     from graftkit.evaluate.tiny import TinyGPTModel, UnigramModel, render_context
 
     corpus = f"{THEM}hey you\n{ME}yo lol\n{END}\n"
     model, tok = _char_tiny_gpt(corpus + "abcdefghijklmnopqrstuvwxyz ?!.", block_size=16)
-    assert render_context(CTX) == f"{END}{THEM}hey there\n{ME}yo\n{THEM}coming tonight?\n{ME}"
+    # exactly as a session reads in the training transcript (render_corpus), which follows an END line
+    assert render_context(CTX) == f"{END}\n{THEM}hey there\n{ME}yo\n{THEM}coming tonight?\n{ME}"
+    session = [(t["role"] == "assistant", t["content"]) for t in CTX] + [(True, "sure")]
+    assert render_context(CTX) + "sure\n" in render_corpus([[(False, "x")], session])
     m = TinyGPTModel(model, tok, max_new_tokens=5, temperature=1.0)
     # a short reply with a short context fits one block: compare with token-by-token log_softmax
     ctx = [{"role": "user", "content": "hi"}]
@@ -265,6 +288,7 @@ def _check_outputs(out, kind: str) -> dict:
     assert ppl["relative_change"] == pytest.approx((ppl["tuned"] - ppl["base"]) / ppl["base"])
     auth = data["authorship"]
     assert auth["person_real"]["attributed_share"] > auth["partners_real"]["attributed_share"]
+    assert auth["scrambled_real"]["n"] == auth["base"]["n"] == auth["tuned"]["n"] == 3
     md = (out / "report.md").read_text(encoding="utf-8")
     for section in ("## Reply perplexity", "## Style", "## Authorship test", "## Examples", "distributions.png"):
         assert section in md
@@ -272,6 +296,27 @@ def _check_outputs(out, kind: str) -> dict:
     rows = [json.loads(line) for line in (out / "generations.jsonl").read_text(encoding="utf-8").splitlines()]
     assert len(rows) == 3 and all({"real", "base", "tuned"} <= set(r) for r in rows)
     return data
+
+
+def test_lora_held_out_conversations_are_the_ones_training_held_out(tmp_path):
+    from graftkit.config import load_config
+    from graftkit.errors import UserError
+    from graftkit.evaluate.loading import _lora_data
+    from graftkit.lora.config import LoraTrainConfig
+    from graftkit.lora.data import load_splits
+    from graftkit.samples import read_conversations
+
+    _write_convs(tmp_path / "all.jsonl", 10, 0)
+    cfg = load_config(LoraTrainConfig, "lora_config.yaml", [f"data_file={tmp_path / 'all.jsonl'}", "val_fraction=0.2"])
+    train, val, train_desc, val_desc = _lora_data(cfg, None, None)
+    assert val == [s.messages for s in load_splits(cfg)[1]] and len(val) == 2 and len(train) == 8
+    assert sorted(map(json.dumps, train + val)) == sorted(map(json.dumps, read_conversations(tmp_path / "all.jsonl")))
+    assert "val_fraction 0.2" in val_desc and train_desc.endswith("all.jsonl")
+    (tmp_path / "empty.jsonl").write_text("", encoding="utf-8")  # prepare_training_data.py --val-fraction 0
+    cfg = load_config(LoraTrainConfig, "lora_config.yaml", [f"train_file={tmp_path / 'all.jsonl'}",
+                                                            f"val_file={tmp_path / 'empty.jsonl'}"])
+    with pytest.raises(UserError, match="no held-out conversations|no conversations"):
+        _lora_data(cfg, None, None)
 
 
 def test_end_to_end_lora_on_tiny_llama(tiny_llama_dir, tmp_path, capsys):
@@ -338,7 +383,24 @@ def test_end_to_end_tiny_gpt_is_deterministic(tmp_path, capsys):
         assert evaluate_persona.main(argv) == 0
         outs.append(_check_outputs(tmp_path / name, "tiny_gpt"))
     capsys.readouterr()
-    strip = lambda d: {k: v for k, v in d.items() if k != "seconds"}  # noqa: E731
-    assert strip(outs[0]) == strip(outs[1])
-    assert (tmp_path / "a" / "generations.jsonl").read_text() == (tmp_path / "b" / "generations.jsonl").read_text()
+    for name in ("metrics.json", "generations.jsonl"):  # same seed: byte for byte the same files
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     assert "unigram" in outs[0]["meta"]["base"]
+    md = (tmp_path / "a" / "report.md").read_text(encoding="utf-8")
+    assert "unigram model of its training transcript" in md and "Runtime:" in md
+
+    # bad input: one `error:` line naming the file, exit 2, no traceback
+    cases = {
+        "missing val file": (["--val-file", str(tmp_path / "nope.jsonl")], "nope.jsonl"),
+        "missing checkpoint": ([f"out_dir={tmp_path / 'empty'}"], "empty"),
+        "bad config key": (["n_layers=3"], "n_layers"),
+    }
+    for what, (extra, needle) in cases.items():
+        assert evaluate_persona.main(["--config", str(cfg_file), "--quiet", *extra]) == 2, what  # key=value last
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error:") and needle in err[0], (what, err)
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("just: [unclosed\n", encoding="utf-8")
+    assert evaluate_persona.main(["--config", str(bad_yaml), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "bad.yaml" in err[0]

@@ -6,6 +6,13 @@ turns (user). It is then applied to held-out real replies (the ceiling: how ofte
 unseen messages are recognised), held-out partner messages (the floor: how often someone else is
 mistaken for the person) and to generated replies. A generated reply counts as "attributed to the
 person" when P(person) > 0.5.
+
+A two-class style classifier has to put text unlike both classes somewhere, and on real chats it
+often puts it on the person's side (lower case, typos and short fragments are what set a person's
+messages apart from partners'). So the report adds a nonsense control: the person's real replies
+with their letters shuffled (`scramble`: same characters, casing, punctuation and word lengths, no
+words). A model whose share is not clearly above the control's is not shown to sound like the
+person, only to produce text the classifier cannot place; read its examples.
 """
 
 from __future__ import annotations
@@ -27,6 +34,14 @@ def person_and_partner_texts(convs: Sequence[Conversation]) -> tuple[list[str], 
     me = [t["content"] for c in convs for t in c if t["role"] == "assistant" and t["content"].strip()]
     them = [t["content"] for c in convs for t in c if t["role"] == "user" and t["content"].strip()]
     return me, them
+
+
+def scramble(text: str, rng: random.Random) -> str:
+    """`text` with its non-space characters shuffled; every whitespace character stays where it is."""
+    chars = [c for c in text if not c.isspace()]
+    rng.shuffle(chars)
+    it = iter(chars)
+    return "".join(c if c.isspace() else next(it) for c in text)
 
 
 @dataclass

@@ -17,7 +17,7 @@ from typing import Sequence
 
 from ..samples import Conversation
 from . import metrics
-from .authorship import AuthorshipClassifier, person_and_partner_texts
+from .authorship import AuthorshipClassifier, person_and_partner_texts, scramble
 from .models import ReplyModel, Turn
 
 MODEL_NAMES = ("base", "tuned")
@@ -123,12 +123,15 @@ def run_evaluation(samples: Sequence[EvalSample], models: dict[str, ReplyModel],
     me_train, them_train = person_and_partner_texts(train_convs)
     clf = AuthorshipClassifier(seed=settings.seed).fit(me_train, them_train)
     me_val, them_val = person_and_partner_texts(val_convs)
+    rng = random.Random(settings.seed)
+    scrambled = [scramble(r, rng) for r in real]  # the nonsense control (see authorship.py)
     auth: dict = {
         "n_train": clf.n_train,
         "heldout_auc": clf.auc(me_val, them_val),
         "person_real": clf.score(me_val).to_dict(),
         "partners_real": clf.score(them_val).to_dict(),
         "contexts_real": clf.score(real).to_dict(),
+        "scrambled_real": clf.score(scrambled).to_dict(),
     }
     for name in models:
         p = clf.p_person(others[name])

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..config import load_config
-from ..errors import ConfigError, UserError
+from ..errors import ConfigError, InputError, UserError
 from ..samples import Conversation, read_conversations
 from .models import ReplyModel
 
@@ -42,34 +42,58 @@ class Target:
 
 def load_target(kind: str, cfg: Any, model_path: str | None, *, max_new_tokens: int, temperature: float,
                 top_k: int = 0, train_file: str | None = None, val_file: str | None = None) -> Target:
-    """The models to compare and the data to compare them on; --train-file / --val-file override the config's."""
+    """The models to compare and the data to compare them on; --train-file / --val-file override the config's.
+
+    The conversations are read before any model is loaded, so a missing or broken data file fails fast.
+    """
     if kind == "lora":
+        train, val, train_desc, val_desc = _lora_data(cfg, train_file, val_file)
         target = load_lora(cfg, model_path, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k)
-        if not (train_file and val_file):
-            from ..lora.data import load_splits
-
-            def splits() -> tuple[list[Conversation], list[Conversation]]:
-                tr, va = load_splits(cfg)
-                train = read_conversations(train_file) if train_file else [s.messages for s in tr]
-                val = read_conversations(val_file) if val_file else [s.messages for s in va]
-                if not val:
-                    raise ConfigError("no held-out conversations: set val_file or val_fraction > 0, or pass "
-                                      "--val-file")
-                return train, val
-
-            target.splits = splits
-            target.train_file = train_file or cfg.data_file or cfg.train_file
-            target.val_file = val_file or (f"{cfg.data_file} (val_fraction {cfg.val_fraction})" if cfg.data_file
-                                           else cfg.val_file or f"{cfg.train_file} (val_fraction {cfg.val_fraction})")
     else:
-        from .tiny import load_tiny_gpt
+        from .tiny import load_tiny_gpt, tiny_data_files
 
+        default_train, default_val = tiny_data_files(cfg)
+        train_desc, val_desc = train_file or default_train, val_file or default_val
+        hint = "written by prepare_training_data.py next to the config's train_file; or pass --{} FILE"
+        train = read_conversations(_existing(train_desc, hint.format("train-file")))
+        val = read_conversations(_existing(val_desc, hint.format("val-file")))
         target = load_tiny_gpt(cfg, model_path, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k)
-    if train_file:
-        target.train_file = train_file
-    if val_file:
-        target.val_file = val_file
+    target.train_file, target.val_file = train_desc, val_desc
+    target.splits = lambda: (train, val)
     return target
+
+
+def _existing(path: str, hint: str) -> str:
+    if not Path(path).exists():
+        raise InputError(f"file not found ({hint})", path)
+    return path
+
+
+def _lora_data(cfg: Any, train_file: str | None,
+               val_file: str | None) -> tuple[list[Conversation], list[Conversation], str, str]:
+    """(train, held-out, train description, held-out description) for a LoRA config, as training splits them."""
+    if train_file and val_file:
+        return read_conversations(train_file), read_conversations(val_file), train_file, val_file
+    from ..lora.data import load_splits
+
+    tr, va = load_splits(cfg)
+    train = read_conversations(train_file) if train_file else [s.messages for s in tr]
+    val = read_conversations(val_file) if val_file else [s.messages for s in va]
+    if not val:
+        raise ConfigError("no held-out conversations: set val_file or val_fraction > 0, or pass --val-file")
+    # describe what load_splits read: data_file split, train_file + val_file, or (train_file missing) the
+    # combined sharegpt_format.jsonl beside it split by val_fraction
+    split_from = cfg.data_file
+    if not split_from and not Path(cfg.train_file).exists():
+        split_from = str(Path(cfg.train_file).with_name("sharegpt_format.jsonl"))
+    train_desc = train_file or split_from or cfg.train_file
+    if val_file:
+        val_desc = val_file
+    elif split_from or not cfg.val_file:
+        val_desc = f"{split_from or cfg.train_file} (val_fraction {cfg.val_fraction}, seed {cfg.seed})"
+    else:
+        val_desc = cfg.val_file
+    return train, val, train_desc, val_desc
 
 
 def _config_class(kind: str) -> type:
@@ -84,6 +108,8 @@ def _config_class(kind: str) -> type:
 
 def detect_kind(config_path: str | Path, overrides: list[str], kind: str = "auto") -> tuple[str, Any]:
     """(kind, config) for a training config file; auto = the config class that accepts every key."""
+    if not Path(config_path).is_file():
+        raise ConfigError("config file not found" if not Path(config_path).exists() else "not a file", config_path)
     if kind != "auto":
         return kind, load_config(_config_class(kind), config_path, overrides)
     loaded: dict[str, Any] = {}
@@ -112,7 +138,7 @@ def detect_kind(config_path: str | Path, overrides: list[str], kind: str = "auto
 def load_lora(cfg: Any, model_dir: str | Path | None, *, max_new_tokens: int, temperature: float,
               top_k: int = 0) -> Target:
     from ..lora.backend import load_base
-    from ..lora.chat import load_chat_model
+    from ..lora.chat import chat_base_id, load_chat_model
     from ..lora.data import render, with_system_prompt
     from ..lora.export import read_meta
     from .models import HFChatModel
@@ -142,7 +168,8 @@ def load_lora(cfg: Any, model_dir: str | Path | None, *, max_new_tokens: int, te
         import torch
 
         cfg_like = type("C", (), {"gguf_file": meta.get("gguf_file", "")})()
-        base_model, _ = load_base(cfg_like, meta["model_id"], torch.cuda.is_available(), tokenizer_from=str(model_dir))
+        cuda = torch.cuda.is_available()
+        base_model, _ = load_base(cfg_like, chat_base_id(meta, cuda), cuda, tokenizer_from=str(model_dir))
         if len(tok) > base_model.get_input_embeddings().weight.shape[0]:
             base_model.resize_token_embeddings(len(tok))
         base_model.eval()

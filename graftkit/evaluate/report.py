@@ -1,7 +1,8 @@
 """Write the evaluation outputs together (atomically, via OutputSet):
 
 - report.md: the human-readable report (tables, examples, definitions, the figure);
-- metrics.json: every number, plus what was evaluated and how (NaN/inf written as null);
+- metrics.json: every number, plus what was evaluated and how (NaN/inf written as null); no
+  timings, so a rerun with the same seed and settings writes the same file;
 - distributions.png: reply-length histograms, style bars, authorship and perplexity bars;
 - generations.jsonl: one row per evaluated context (context, real reply, each model's reply, NLLs).
 """
@@ -59,6 +60,35 @@ def _inline(text: str, limit: int = 300) -> str:
     return t if t else "*(empty)*"
 
 
+def perplexity_verdict(ppl: dict) -> str:
+    """One sentence: is the tuned model better at predicting the real replies than the base, by how much."""
+    base, tuned, change = ppl.get("base"), ppl.get("tuned"), ppl.get("relative_change")
+    if not all(isinstance(x, float) and math.isfinite(x) for x in (base, tuned, change)):
+        return "Perplexity could not be compared (no reply tokens were scored)."
+    nll = ppl.get("nll_per_token", {})
+    d_nll = nll.get("tuned", math.nan) - nll.get("base", math.nan)
+    if tuned < base:
+        return (f"**The tuned model's perplexity is {100 * -change:.1f}% lower than the base's** ({base:.2f} → "
+                f"{tuned:.2f}; {-d_nll:.3f} nats per token less): it finds your real replies more predictable.")
+    return (f"**Warning: the tuned model is not better than the base** ({base:.2f} → {tuned:.2f}, "
+            f"{100 * change:+.1f}%). Likely causes: too little training (few steps, a high final validation "
+            "loss), a different chat template or system prompt than in training, or held-out conversations "
+            "unlike the training ones.")
+
+
+def authorship_reading(auth: dict) -> str:
+    """How to read the authorship shares, given where the ceiling, floor and nonsense control landed."""
+    ceiling, floor = auth["person_real"]["attributed_share"], auth["partners_real"]["attributed_share"]
+    control = auth.get("scrambled_real", {}).get("attributed_share")
+    text = (f"Read a model's share between the floor ({_pct(floor)}) and the ceiling ({_pct(ceiling)}): the "
+            "closer to the ceiling, the more its replies read like yours.")
+    if control is not None and control > floor + 0.5 * (ceiling - floor):
+        text += (f" **Caution:** the classifier attributes shuffled-letter nonsense to you too ({_pct(control)}), "
+                 "so a high share can also mean unreadable text; it counts only for replies that read as "
+                 "language (see the examples).")
+    return text
+
+
 def render_markdown(results: dict, meta: dict) -> str:
     ppl, style, auth = results["perplexity"], results["style"], results["authorship"]
     st = style["stats"]
@@ -88,6 +118,7 @@ def render_markdown(results: dict, meta: dict) -> str:
         f"| scored tokens | {ppl['tokens'].get('base')} | {ppl['tokens'].get('tuned')} | |",
         "",
     ]
+    lines += [perplexity_verdict(ppl), ""]
     if meta.get("perplexity_note"):
         lines += [meta["perplexity_note"], ""]
     lines += [
@@ -116,16 +147,22 @@ def render_markdown(results: dict, meta: dict) -> str:
         "",
         "A logistic regression on character 2-4-grams (TF-IDF, `char_wb`), trained on the train split to "
         "tell the person's messages from their partners'. *Attributed* = P(person) > 0.5. The person's "
-        "real held-out replies are the ceiling, the partners' held-out messages the floor.",
+        "real held-out replies are the ceiling, the partners' held-out messages the floor. The nonsense "
+        "control is the evaluated real replies with their letters shuffled (no words left): what the "
+        "classifier does with text it cannot place.",
         "",
         "| replies | attributed to the person | mean P(person) | n |",
         "|---|---:|---:|---:|",
     ]
     for key, label in [("person_real", "person's real held-out replies (ceiling)"),
+                       ("contexts_real", "… of which the real replies to the evaluated contexts"),
                        ("partners_real", "partners' real held-out messages (floor)"),
+                       ("scrambled_real", "nonsense control: real replies, letters shuffled"),
                        ("base", "base model's replies"), ("tuned", "tuned model's replies")]:
-        r = auth[key]
-        lines.append(f"| {label} | {_pct(r['attributed_share'])} | {_num(r['mean_p_person'])} | {r['n']} |")
+        r = auth.get(key)
+        if r is not None:
+            lines.append(f"| {label} | {_pct(r['attributed_share'])} | {_num(r['mean_p_person'])} | {r['n']} |")
+    lines += ["", authorship_reading(auth)]
     lines += ["", f"Classifier held-out ROC AUC (person vs partners): {_num(auth.get('heldout_auc'))}; trained "
               f"on {auth['n_train'].get('person')} person and {auth['n_train'].get('partners')} partner messages.",
               ""]
@@ -161,9 +198,13 @@ def render_markdown(results: dict, meta: dict) -> str:
         f"- **style distance** = {metrics.DISTANCE_DOC}",
         "",
         f"Settings: seed {results['settings']['seed']}, up to {results['settings']['max_context_turns']} "
-        f"context turns. All numbers are in `{METRICS_JSON}`, every reply in `{GENERATIONS_JSONL}`.",
+        f"context turns. All numbers are in `{METRICS_JSON}`, every reply in `{GENERATIONS_JSONL}` (both "
+        "identical when rerun with the same seed and settings).",
         "",
     ]
+    secs = results.get("seconds")
+    if secs:
+        lines += ["Runtime: " + ", ".join(f"{k} {v:.1f} s" for k, v in secs.items()) + ".", ""]
     return "\n".join(lines)
 
 
@@ -204,10 +245,12 @@ def render_figure(path: Path, results: dict, rows: Sequence[dict]) -> None:
 
     ax = axes[1, 0]
     auth = results["authorship"]
-    labels = ["partners\n(floor)", "base", "tuned", "person\n(ceiling)"]
-    keys = ["partners_real", "base", "tuned", "person_real"]
-    vals = [auth[k]["attributed_share"] for k in keys]
-    ax.bar(labels, vals, color=[COLORS["partners"], COLORS["base"], COLORS["tuned"], COLORS["real"]])
+    bars = [("partners\n(floor)", "partners_real", COLORS["partners"]),
+            ("shuffled\n(control)", "scrambled_real", "#dddddd"), ("base", "base", COLORS["base"]),
+            ("tuned", "tuned", COLORS["tuned"]), ("person\n(ceiling)", "person_real", COLORS["real"])]
+    bars = [b for b in bars if b[1] in auth]
+    vals = [auth[k]["attributed_share"] for _, k, _ in bars]
+    ax.bar([b[0] for b in bars], vals, color=[b[2] for b in bars])
     for i, v in enumerate(vals):
         ax.text(i, v + 0.02, f"{100 * v:.0f}%", ha="center")
     ax.set_ylim(0, 1.1)
@@ -230,10 +273,14 @@ def render_figure(path: Path, results: dict, rows: Sequence[dict]) -> None:
 
 
 def write_outputs(out_dir: str | Path, results: dict, rows: Sequence[dict], meta: dict) -> dict[str, Path]:
-    """Write the four outputs together; returns their final paths."""
+    """Write the four outputs together; returns their final paths.
+
+    Timings (`results["seconds"]`) go to the report only, so metrics.json is the same for the same seed.
+    """
     out_dir = Path(out_dir)
+    numbers = {k: v for k, v in results.items() if k != "seconds"}
     with OutputSet(out_dir) as out:
-        out.write_json(METRICS_JSON, json_safe({"meta": meta, **results}))
+        out.write_json(METRICS_JSON, json_safe({"meta": meta, **numbers}))
         out.write_text(REPORT_MD, render_markdown(results, meta))
         render_figure(out.path(FIGURE_PNG), results, rows)
         out.write_jsonl(GENERATIONS_JSONL, (json_safe(r) for r in rows))

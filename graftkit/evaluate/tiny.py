@@ -1,7 +1,8 @@
 """The tiny GPT as a ReplyModel, and the unigram model that stands in for its "base".
 
-Contexts are rendered as the training transcripts are (graftkit.corpus): END (the start of a
-session), then `<|them|>text\\n` / `<|me|>text\\n` per turn (system turns dropped), then `<|me|>`.
+Contexts are rendered as the training transcripts are (graftkit.corpus): `<|endoftext|>\\n` (how
+every session after the first one starts in corpus_train.txt: the previous session's END line),
+then `<|them|>text\\n` / `<|me|>text\\n` per turn (system turns dropped), then `<|me|>`.
 The scored reply is the reply text plus its closing "\\n" (the tokens after `<|me|>` in the
 transcript); whether the next marker is `<|them|>` or `<|endoftext|>` is not scored. The model
 sees at most block_size tokens, so long contexts are cut from the start (see reply_nll).
@@ -33,7 +34,7 @@ ROLE_MARKER = {"user": THEM, "assistant": ME}
 
 def render_context(context: Sequence[Turn]) -> str:
     """The transcript of the context up to and including the `<|me|>` that opens the reply."""
-    return END + "".join(ROLE_MARKER[t["role"]] + t["content"] + "\n" for t in context
+    return END + "\n" + "".join(ROLE_MARKER[t["role"]] + t["content"] + "\n" for t in context
                          if t["role"] in ROLE_MARKER) + ME
 
 
@@ -118,6 +119,13 @@ class UnigramModel:
         return _clean(self.tok.decode(out))
 
 
+def tiny_data_files(cfg: Any) -> tuple[str, str]:
+    """The held-out conversations of a tiny GPT config: the ShareGPT files prepare_training_data.py writes
+    beside its corpus (training_data/sharegpt_train.jsonl, sharegpt_val.jsonl)."""
+    data_dir = Path(cfg.train_file).parent
+    return str(data_dir / "sharegpt_train.jsonl"), str(data_dir / "sharegpt_val.jsonl")
+
+
 def load_tiny_gpt(cfg: Any, checkpoint: str | None, *, max_new_tokens: int, temperature: float,
                   top_k: int = 0) -> Any:
     """Target for a tiny GPT config: tuned = the checkpoint (best.pt, else last.pt), base = unigram."""
@@ -130,7 +138,6 @@ def load_tiny_gpt(cfg: Any, checkpoint: str | None, *, max_new_tokens: int, temp
     gen = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k)
     tuned = TinyGPTModel(model, tok, device=device, **gen)
     base = UnigramModel(tok, read_text(cfg.train_file, "train_file"), model.args.vocab_size, **gen)
-    data_dir = Path(cfg.train_file).parent
     it = ckpt.get("iter")
     meta = {
         "tuned": f"tiny GPT {path} (iteration {it}, {model.num_params():,} parameters, {tok.kind} tokenizer with "
@@ -141,6 +148,11 @@ def load_tiny_gpt(cfg: Any, checkpoint: str | None, *, max_new_tokens: int, temp
         "scoring": "the reply text and its closing newline after the <|me|> marker, in the tiny GPT's tokens "
                    "(the same tokens for base and tuned)",
         "model_dir": str(path),
+        "perplexity_note": (
+            "*Base* for the tiny GPT is not a pretrained model (there is none: it is trained from scratch) but a "
+            "unigram model of its training transcript: the frequency of every token, with no context. Beating it "
+            "means the model learned more than which tokens are common. For scale, guessing uniformly over the "
+            f"{model.args.vocab_size}-token vocabulary, which is what the untrained network does before its first "
+            f"step, gives perplexity {model.args.vocab_size}."),
     }
-    return Target("tiny_gpt", {"base": base, "tuned": tuned}, str(data_dir / "sharegpt_train.jsonl"),
-                  str(data_dir / "sharegpt_val.jsonl"), Path(cfg.out_dir), meta)
+    return Target("tiny_gpt", {"base": base, "tuned": tuned}, *tiny_data_files(cfg), Path(cfg.out_dir), meta)
