@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Train a tiny GPT (GPT-2 architecture, ~1M parameters) from scratch on your chat transcript.
+"""Train a tiny GPT (GPT-2 architecture, under 1M parameters by default) from scratch on your chat transcript.
 
     python train_tiny_gpt.py --config tiny_gpt_config.yaml                  # train (resumes if out_dir/last.pt exists)
     python train_tiny_gpt.py --config tiny_gpt_config.yaml epochs=20 n_embd=192   # any key=value override

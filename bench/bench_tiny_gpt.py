@@ -2,6 +2,7 @@
 """Benchmark train_tiny_gpt.py against nanoGPT's own train.py: CPU throughput, MFU, val loss at equal tokens.
 
     python bench/bench_tiny_gpt.py                                   # both shapes, 2 repeats
+    python bench/bench_tiny_gpt.py --shapes 256 --iters 150          # one shape; merged into the results file
     python bench/bench_tiny_gpt.py --repeats 3 --variants eager,compile --nanogpt /tmp/nanogpt
 
 Shapes: 4 layers, 4 heads, block 256, batch 12, n_embd 128 and 256 (bias off, dropout 0). Both
@@ -20,11 +21,11 @@ Throughput is each trainer's own per-iteration time as it prints it (median afte
 iterations), turned into tokens/s; MFU uses the same FLOP count (6N + 12*L*T*C per token, nanoGPT's
 formula) and the same CPU peak for both (see train.default_peak_flops). Val loss is computed here,
 identically for both final checkpoints, over every non-overlapping 256-token window of the val set.
-The repeats are interleaved (nanoGPT, ours, nanoGPT, ours, ...), so the ratio holds on a noisy,
-shared machine; quote the ratio of medians.
+Each trainer's own CPU time and peak RSS come from os.wait4. The repeats are interleaved (nanoGPT, ours, nanoGPT, ours, ...), so the ratio holds on a noisy,
+shared machine; the reported ratio is the median of the per-repeat ratios.
 
-nanoGPT checkout: `git clone https://github.com/karpathy/nanoGPT /tmp/nanogpt` (it is run, never
-imported into this project). Results go to bench/results/tiny_gpt.json (gitignored).
+nanoGPT checkout: `git clone https://github.com/karpathy/nanoGPT /tmp/nanogpt` (it is run from there,
+never copied into this project; only the val-loss check loads its model.py, from the checkout). Results go to bench/results/tiny_gpt.json (gitignored).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -58,7 +60,7 @@ BATCH, BLOCK, LAYERS, HEADS = 12, 256, 4, 4
 OPT = dict(learning_rate=2e-3, min_lr=2e-4, beta1=0.9, beta2=0.99, weight_decay=0.1, grad_clip=1.0)
 
 NANO_ITER = re.compile(r"^iter (\d+): loss ([\d.]+), time ([\d.]+)ms")
-OURS_ITER = re.compile(r"^iter (\d+) \| loss ([\d.]+) \| lr \S+ \| ([\d.]+) ms")
+OURS_ITER = re.compile(r"^iter (\d+) \| loss ([\d.]+) \| ([\d.]+) ms")
 
 
 def prepare(args) -> tuple[Path, torch.Tensor]:
@@ -83,14 +85,27 @@ def prepare(args) -> tuple[Path, torch.Tensor]:
 
 
 def run(cmd: list[str], cwd: Path, pattern: re.Pattern, timeout: int) -> dict:
-    t0 = time.perf_counter()
-    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                       env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    wall = time.perf_counter() - t0
-    if r.returncode != 0:
-        raise SystemExit(f"command failed ({r.returncode}): {' '.join(cmd)}\n{r.stderr[-3000:]}")
-    ms = [(int(m.group(1)), float(m.group(3))) for m in map(pattern.match, r.stdout.splitlines()) if m]
-    return {"wall_s": wall, "ms": ms, "stdout_tail": r.stdout[-600:]}
+    """Run one trainer; its wall time, per-iteration ms, and its own CPU time and peak RSS (os.wait4)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        t0 = time.perf_counter()
+        p = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=err, text=True,
+                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        timer = threading.Timer(timeout, p.kill)
+        timer.start()
+        try:
+            _, status, usage = os.wait4(p.pid, 0)
+        finally:
+            timer.cancel()
+        wall = time.perf_counter() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if p.returncode != 0:
+        raise SystemExit(f"command failed ({p.returncode}): {' '.join(cmd)}\n{stderr[-3000:]}")
+    ms = [(int(m.group(1)), float(m.group(3))) for m in map(pattern.match, stdout.splitlines()) if m]
+    return {"wall_s": wall, "ms": ms, "cpu_s": usage.ru_utime + usage.ru_stime,
+            "max_rss_mb": usage.ru_maxrss / 1024, "stdout_tail": stdout[-600:]}
 
 
 def median_ms(ms: list[tuple[int, float]], skip: int) -> float:
@@ -150,6 +165,24 @@ def ours_val(out: Path, val: torch.Tensor) -> float:
     return val_loss(m, val, lambda mod, x, y: float(mod(x, y)[1]))
 
 
+def merge_previous(results: dict, fresh: bool) -> None:
+    """Keep shapes from the previous results file that this run did not measure (same machine and settings),
+    so each shape can be measured in its own invocation; shapes are then ordered by n_embd."""
+    old = None
+    if not fresh and RESULTS.is_file():
+        try:
+            old = json.loads(RESULTS.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            old = None
+    same = (isinstance(old, dict) and old.get("settings") == results["settings"]
+            and {k: v for k, v in old.get("machine", {}).items() if k != "peak_flops"}
+            == {k: v for k, v in results["machine"].items() if k != "peak_flops"})
+    if same:
+        for k, v in old.get("shapes", {}).items():
+            results["shapes"].setdefault(k, v)
+    results["shapes"] = dict(sorted(results["shapes"].items(), key=lambda kv: int(kv[0])))
+
+
 def flops_per_token(n_embd: int, vocab: int) -> float:
     m = TinyGPT(ModelArgs(vocab_size=vocab, block_size=BLOCK, n_layer=LAYERS, n_head=HEADS, n_embd=n_embd))
     return m.flops_per_token()
@@ -166,6 +199,9 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--variants", default="eager", help="ours: eager and/or compile (comma-separated)")
     ap.add_argument("--skip", type=int, default=10, help="iterations ignored at the start of each timing")
+    ap.add_argument("--fresh", action="store_true",
+                    help="drop shapes measured by earlier runs from the results file (default: keep those not "
+                         "re-measured now, when machine and settings match, so shapes can be run one at a time)")
     args = ap.parse_args()
     if not (Path(args.nanogpt) / "train.py").is_file():
         raise SystemExit(f"no nanoGPT checkout at {args.nanogpt}: git clone https://github.com/karpathy/nanoGPT "
@@ -192,19 +228,22 @@ def main() -> int:
         for n_embd, n_iter in zip(shapes, iters):
             fpt = flops_per_token(n_embd, vocab)
             shape = results["shapes"].setdefault(str(n_embd), {"iters": n_iter, "tokens": n_iter * BATCH * BLOCK,
-                                                               "flops_per_token": fpt, "runs": []})
+                                                               "flops_per_token": fpt, "runs": [],
+                                                               "measured_at": time.strftime("%Y-%m-%d %H:%M:%S")})
             for rep in range(args.repeats):
                 row: dict = {"repeat": rep}
                 out = tmp / f"nano_{n_embd}_{rep}"
                 r = run(nanogpt_cmd(args, n_embd, n_iter, out), Path(args.nanogpt), NANO_ITER, 3600)
                 ms = median_ms(r["ms"], args.skip)
                 row["nanogpt"] = {"ms": ms, "tok_s": BATCH * BLOCK / ms * 1000, "wall_s": r["wall_s"],
+                                  "cpu_s": r["cpu_s"], "max_rss_mb": r["max_rss_mb"],
                                   "val_loss": nanogpt_val(args, out, val)}
                 for variant in variants:
                     out = tmp / f"ours_{variant}_{n_embd}_{rep}"
                     r = run(ours_cmd(args, tok_path, n_embd, n_iter, out, variant), ROOT, OURS_ITER, 3600)
                     ms = median_ms(r["ms"], args.skip)
                     row[f"ours_{variant}"] = {"ms": ms, "tok_s": BATCH * BLOCK / ms * 1000, "wall_s": r["wall_s"],
+                                              "cpu_s": r["cpu_s"], "max_rss_mb": r["max_rss_mb"],
                                               "val_loss": ours_val(out, val)}
                 for k, v in row.items():
                     if isinstance(v, dict):
@@ -217,11 +256,12 @@ def main() -> int:
                     flush=True)
             names = [k for k in shape["runs"][0] if k != "repeat"]
             shape["median"] = {k: {f: statistics.median(r[k][f] for r in shape["runs"]) for f in
-                                   ("tok_s", "ms", "mfu", "val_loss", "wall_s")} for k in names}
+                                   ("tok_s", "ms", "mfu", "val_loss", "wall_s", "cpu_s", "max_rss_mb")} for k in names}
             for k in names:
                 if k != "nanogpt":
                     shape["median"][k]["ratio_vs_nanogpt"] = statistics.median(
                         r[k]["ratio_vs_nanogpt"] for r in shape["runs"])
+    merge_previous(results, args.fresh)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     print(f"\nCPU: {results['machine']['cpu_capability']}, {results['machine']['threads']} threads, native bf16: "
@@ -232,7 +272,8 @@ def main() -> int:
             ratio = f"{v['ratio_vs_nanogpt']:.2f}x" if "ratio_vs_nanogpt" in v else ""
             print(f"{n_embd:>6} {k:<14} {v['tok_s']:>9,.0f} {v['ms']:>8.1f} {100 * v['mfu']:>5.0f}% "
                   f"{v['val_loss']:>9.4f} {ratio:>6}  {shape['tokens']:,}")
-    print(f"(medians of {args.repeats} interleaved repeats; ratio = median of per-repeat ratios) -> {RESULTS}")
+    counts = ", ".join(f"{k}: {len(v['runs'])}" for k, v in results["shapes"].items())
+    print(f"(medians of interleaved repeats per shape ({counts}); ratio = median of per-repeat ratios) -> {RESULTS}")
     return 0
 
 

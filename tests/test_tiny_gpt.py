@@ -174,6 +174,27 @@ def test_loss_decreases_and_outputs(trained):
     assert ckpt["iter"] == 30 and ckpt["tokenizer"]["vocab_size"] == ckpt["model_args"]["vocab_size"]
     assert isinstance(ckpt["config"], dict) and ckpt["sampler"]["epoch"] >= 0
     assert isinstance(ckpt["rng"]["torch"], torch.Tensor)
+    for key in ("model", "optimizer", "scaler", "iter", "epoch", "rng", "sampler", "config", "tokenizer",
+                "tokenizer_json", "model_args", "best_val_loss"):
+        assert key in ckpt, key
+    assert set(ckpt["rng"]) >= {"python", "numpy", "torch"} and {"epoch", "pos"} <= set(ckpt["sampler"])
+    assert len(ckpt["tokenizer"]["sha256"]) == 64 and ckpt["config"]["n_embd"] == trained.n_embd
+
+
+def test_console_log_format(trained):
+    """The issue's line, `iter 120 | loss 1.93 | 142.0 ms | 21630 tok/s | mfu 61%`, then extras."""
+    log = "\n".join(TRAINED_LOG)
+    lines = [m for m in TRAINED_LOG if m.startswith("iter ")]
+    assert len(lines) == 6
+    for line in lines:
+        assert re.match(r"^iter \d+ \| loss \d+\.\d+ \| \d+\.\d ms \| \d+ tok/s \| mfu \d+% \| lr \S+ \| epoch "
+                        r"\d+\.\d\d$", line), line
+    assert re.search(r"model: [\d,]+ parameters \(0\.03M", log)  # the parameter count
+    evals = [m for m in TRAINED_LOG if m.startswith("eval iter ")]
+    assert len(evals) == 3 and all(re.search(r"train loss [\d.]+ \| val loss [\d.]+ \| val ppl [\d.]+ \| "
+                                             r"val bpc [\d.]+", m) for m in evals)
+    assert sum(m.startswith("--- sample 1 (iter ") for m in TRAINED_LOG) == 3
+    assert re.search(r"dtype float32 \(set in config\)", log) and "done (max_iters)" in log
 
 
 def test_max_iters_derived_from_epochs(data_dir, tmp_path):
@@ -286,6 +307,103 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path, monke
     assert ckpt["iter"] == 5 and all(torch.isfinite(v).all() for v in ckpt["model"].values())
 
 
+def test_early_stopping_after_patience_evaluations(data_dir, tmp_path, monkeypatch):
+    from graftkit.tiny_gpt import train as train_mod
+
+    vals = iter([2.0, 1.5, 1.6, 1.55, 1.7, 1.4])  # best at iter 5, then no better for 3 evaluations
+    monkeypatch.setattr(train_mod.Trainer, "evaluate", lambda self: {"train": 1.0, "val": next(vals)})
+    logs = []
+    s = train_mod.train(tiny_cfg(data_dir, tmp_path / "run", max_iters=100, eval_interval=5, patience=3,
+                                 num_samples=0), log=logs.append)
+    assert s["stopped_by"] == "early stopping" and s["iters"] == 20
+    assert s["best_iter"] == 5 and s["best_val_loss"] == 1.5
+    assert _state(tmp_path / "run/best.pt")["iter"] == 5 and _state(tmp_path / "run/last.pt")["iter"] == 20
+    assert any(m.startswith("early stopping: val loss has not improved for 3 evaluations") for m in logs)
+    # running again does not train on: it says so and exits cleanly
+    logs.clear()
+    s = train_mod.train(tiny_cfg(data_dir, tmp_path / "run", max_iters=100, eval_interval=5, patience=3,
+                                 num_samples=0), log=logs.append)
+    assert s["stopped_by"] == "already done" and any("already trained to iter 20" in m for m in logs)
+
+
+def test_dtype_auto_fp32_on_cpu_without_native_bf16(monkeypatch):
+    from graftkit.tiny_gpt import train as train_mod
+
+    native = train_mod.cpu_fast_bf16()
+    assert native == (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    if not native:  # e.g. an AVX2-only CPU: emulated bf16 is far slower than fp32
+        assert train_mod.resolve_dtype("auto", "cpu")[0] == torch.float32
+    monkeypatch.setattr(train_mod, "cpu_fast_bf16", lambda: False)
+    assert train_mod.resolve_dtype("auto", "cpu")[0] == torch.float32
+    monkeypatch.setattr(train_mod, "cpu_fast_bf16", lambda: True)
+    assert train_mod.resolve_dtype("auto", "cpu")[0] == torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert train_mod.resolve_dtype("auto", "cuda")[0] == torch.bfloat16  # Ampere or newer
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert train_mod.resolve_dtype("auto", "cuda:1") == (torch.float16, "GPU without bf16: fp16 autocast + GradScaler")
+    assert train_mod.resolve_dtype("auto", "mps")[0] == torch.float32
+    assert train_mod.resolve_dtype("bfloat16", "cpu")[0] == torch.bfloat16  # an explicit choice is kept
+    with pytest.raises(ConfigError, match="float16 is not supported on CPU"):
+        train_mod.resolve_dtype("float16", "cpu")
+
+
+def test_device_auto_prefers_cuda_then_mps(monkeypatch):
+    from graftkit.tiny_gpt import train as train_mod
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert train_mod.resolve_device("auto") == "cpu"
+    with pytest.raises(ConfigError, match="device=cuda but CUDA is not available"):
+        train_mod.resolve_device("cuda")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert train_mod.resolve_device("auto") == "mps"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert train_mod.resolve_device("auto") == "cuda" and train_mod.resolve_device("cuda:1") == "cuda:1"
+
+
+def test_fp16_uses_grad_scaler(data_dir, tmp_path, monkeypatch):
+    """What auto picks on pre-Ampere GPUs; run here through CPU fp16 autocast to exercise the scaler path."""
+    from graftkit.tiny_gpt import train as train_mod
+
+    monkeypatch.setattr(train_mod, "resolve_dtype", lambda name, device: (torch.float16, "test"))
+    s = train_mod.train(tiny_cfg(data_dir, tmp_path / "fp16", max_iters=4, eval_interval=4, num_samples=0), log=quiet)
+    ckpt = _state(tmp_path / "fp16/last.pt")
+    assert s["iters"] == 4 and ckpt["scaler"]["scale"] > 0 and ckpt["scaler"]["_growth_tracker"] == 4
+    assert math.isfinite(s["final_val_loss"])
+
+
+def test_wandb_is_off_by_default_and_optional(data_dir, tmp_path, monkeypatch):
+    from graftkit.tiny_gpt.train import train
+
+    assert TinyGPTConfig().wandb is False
+    monkeypatch.setitem(sys.modules, "wandb", None)  # not installed
+    with pytest.raises(UserError, match="pip install wandb"):
+        train(tiny_cfg(data_dir, tmp_path / "w", max_iters=2, eval_interval=2, wandb=True), log=quiet)
+
+
+def test_tokenizer_is_built_when_missing(data_dir, tmp_path):
+    from graftkit.tiny_gpt.tokenizer import ensure_tokenizer
+
+    logs = []
+    path = tmp_path / "sub" / "tok.json"
+    tok = ensure_tokenizer(tiny_cfg(data_dir, tmp_path, tokenizer_path=str(path), tokenizer_type="bpe",
+                                    vocab_size=300), log=logs.append)
+    assert path.is_file() and tok.kind == "bpe" and "not found: building a bpe tokenizer" in logs[0]
+    with pytest.raises(ConfigError, match="is a bpe tokenizer but tokenizer_type is char"):
+        ensure_tokenizer(tiny_cfg(data_dir, tmp_path, tokenizer_path=str(path)), log=quiet)
+
+
+@pytest.mark.slow
+def test_compile_option_trains(data_dir, tmp_path):
+    """compile=true (torch.compile; on CPU it needs a C++ compiler): same loop, checkpoint without _orig_mod."""
+    from graftkit.tiny_gpt.train import train
+
+    s = train(tiny_cfg(data_dir, tmp_path / "c", max_iters=4, eval_interval=4, num_samples=1, compile=True), log=quiet)
+    ckpt = _state(tmp_path / "c/last.pt")
+    assert s["iters"] == 4 and math.isfinite(s["final_val_loss"])
+    assert not any(k.startswith("_orig_mod") for k in ckpt["model"])
+
+
 def test_ddp_gloo_world_size_one(data_dir, tmp_path, monkeypatch):
     from graftkit.tiny_gpt.train import train
 
@@ -302,13 +420,17 @@ def test_ddp_gloo_world_size_one(data_dir, tmp_path, monkeypatch):
 
 # ----------------------------------------------------------------------------- generation, export
 
+TRAINED_LOG: list[str] = []
+
+
 @pytest.fixture(scope="module")
 def trained(data_dir, tmp_path_factory):
     from graftkit.tiny_gpt.train import train
 
     out = tmp_path_factory.mktemp("trained")
     cfg = tiny_cfg(data_dir, out, max_iters=30, eval_interval=15, dropout=0.0)
-    train(cfg, log=quiet)
+    TRAINED_LOG.clear()
+    train(cfg, log=TRAINED_LOG.append)
     return cfg
 
 
@@ -415,6 +537,9 @@ def test_help_lists_every_key_and_flag():
     (["learnig_rate=0.01"], r"unknown key 'learnig_rate' \(did you mean 'learning_rate'\?\)"),
     (["n_embd=100", "n_head=3"], r"n_embd \(100\) must be divisible by n_head \(3\)"),
     (["train_file=/nonexistent/corpus.txt"], r"train_file not found: /nonexistent/corpus.txt"),
+    (["n_layer=two"], r"n_layer: expected an integer, got 'two'"),
+    (["dtype=fp8"], r"dtype: must be one of 'auto', 'float32', 'bfloat16', 'float16', got 'fp8'"),
+    (["learning_rate=-1"], r"learning_rate must be > 0, got -1"),
 ])
 def test_cli_bad_config_is_one_line_error(args, pattern):
     r = subprocess.run([sys.executable, "train_tiny_gpt.py", "--config", "tiny_gpt_config.yaml", *args],
@@ -422,6 +547,17 @@ def test_cli_bad_config_is_one_line_error(args, pattern):
     assert r.returncode == 2
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert r.stderr.startswith("error: ") and re.search(pattern, r.stderr), r.stderr
+
+
+def test_cli_bad_config_file_names_the_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("n_layer: 2\nn_layers: 3\n", encoding="utf-8")
+    for config, pattern in ((bad, r"bad\.yaml.*unknown key 'n_layers' \(did you mean 'n_layer'\?\)"),
+                            (tmp_path / "missing.yaml", r"missing\.yaml: config file not found")):
+        r = subprocess.run([sys.executable, "train_tiny_gpt.py", "--config", str(config)],
+                           cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+        assert r.stderr.startswith("error: ") and re.search(pattern, r.stderr), r.stderr
 
 
 def test_ctrl_c_saves_last_and_exits_130(data_dir, tmp_path):

@@ -12,12 +12,18 @@ from typing import Callable, Iterable, TextIO
 import torch
 import torch.nn.functional as F
 
-from ..corpus import ME, THEM
+from ..corpus import END, ME, THEM
 from .model import TinyGPT
 from .tokenizer import TinyTokenizer
 
 
 @torch.no_grad()
+def session_start(tok: TinyTokenizer) -> list[int]:
+    """Tokens that open a new session exactly as the training corpus does (END, then a newline), so
+    the model sees the context it was trained on before the first turn."""
+    return tok.encode(END + "\n")
+
+
 def generate(model: TinyGPT, ids: list[int], max_new_tokens: int, temperature: float = 1.0,
              top_k: int = 0, stop_ids: Iterable[int] = (), generator: torch.Generator | None = None,
              device: str | torch.device = "cpu") -> list[int]:
@@ -49,7 +55,7 @@ def generate(model: TinyGPT, ids: list[int], max_new_tokens: int, temperature: f
 
 def prompt_ids(tok: TinyTokenizer, prompt: str) -> list[int]:
     """An empty prompt starts a fresh conversation (the END token separates sessions)."""
-    return tok.encode(prompt) if prompt else [tok.end_id]
+    return tok.encode(prompt) if prompt else session_start(tok)
 
 
 def sample_texts(model: TinyGPT, tok: TinyTokenizer, prompt: str, num_samples: int, max_new_tokens: int,
@@ -75,7 +81,7 @@ def chat(model: TinyGPT, tok: TinyTokenizer, max_new_tokens: int, temperature: f
     stdout = stdout or sys.stdout
     g = torch.Generator().manual_seed(seed)
     interactive = stdin.isatty()
-    history: list[int] = [tok.end_id]
+    history: list[int] = session_start(tok)
     budget = max(1, model.args.block_size - max_new_tokens)
     replies = 0
     write: Callable[[str], None] = lambda s: (stdout.write(s), stdout.flush())  # noqa: E731
@@ -91,7 +97,7 @@ def chat(model: TinyGPT, tok: TinyTokenizer, max_new_tokens: int, temperature: f
         if text.strip() in ("/quit", "/exit"):
             break
         if text.strip() == "/reset":
-            history = [tok.end_id]
+            history = session_start(tok)
             write("(history cleared)\n")
             continue
         if not text.strip():

@@ -296,6 +296,7 @@ class Trainer:
         self.tokens_per_iter = cfg.batch_size * cfg.block_size * cfg.gradient_accumulation_steps * self.rt.world_size
         self.flops_per_token = self.model.flops_per_token()
         self.wandb = None
+        self.interrupted_cleanly = False
 
     # -- logging ------------------------------------------------------------
     def log(self, msg: str) -> None:
@@ -578,6 +579,7 @@ class Trainer:
                     if interrupt_at is not None and it == interrupt_at:
                         flag.requested = True
                     if self._stop_requested(flag):
+                        self.interrupted_cleanly = True
                         self.save("last.pt")
                         self.log(f"interrupted at iter {it}: saved {self.out_dir / 'last.pt'}; run the same "
                                  f"command again to resume")
@@ -597,8 +599,9 @@ class Trainer:
                         tok_s = self.tokens_per_iter / dt
                         mfu = self.flops_per_token * tok_s / self.peak_flops
                         lr = self.optimizer.param_groups[0]["lr"]
-                        self.log(f"iter {p.iter} | loss {lossf:.4f} | lr {lr:.2e} | {dt * 1000:.1f} ms | "
-                                 f"{tok_s:,.0f} tok/s | mfu {100 * mfu:.0f}% | epoch {self.sampler.epoch_progress:.2f}")
+                        # nanoGPT-style line; what follows mfu is extra
+                        self.log(f"iter {p.iter} | loss {lossf:.4f} | {dt * 1000:.1f} ms | {tok_s:.0f} tok/s | "
+                                 f"mfu {100 * mfu:.0f}% | lr {lr:.2e} | epoch {self.sampler.epoch_progress:.2f}")
                         self._metric({"kind": "train", "iter": p.iter, "loss": lossf, "lr": lr, "ms": dt * 1000,
                                       "tok_s": tok_s, "mfu": mfu, "epoch": self.sampler.epoch_progress,
                                       "tokens": p.tokens_seen})
@@ -672,13 +675,23 @@ def plot_losses(history: list[dict], path: Path) -> None:
 
 def train(cfg: TinyGPTConfig, log: Callable[[str], None] = print, interrupt_at: int | None = None) -> dict[str, Any]:
     trainer = Trainer(cfg, log=log)
+    together = False  # every rank leaves run() at the same point (done, early stop or a Ctrl-C they agreed on)
     try:
-        return trainer.run(interrupt_at=interrupt_at)
+        summary = trainer.run(interrupt_at=interrupt_at)
+        together = True
+        return summary
+    except KeyboardInterrupt:
+        together = trainer.interrupted_cleanly
+        raise
     finally:
         if trainer.rt.ddp:
             import torch.distributed as dist
 
             if dist.is_initialized():
+                if together:
+                    # wait for rank 0 to finish writing its files: a rank that tears gloo down while another
+                    # is still busy can die with "terminate called without an active exception" (SIGABRT)
+                    dist.barrier()
                 dist.destroy_process_group()
 
 
