@@ -6,10 +6,11 @@
     python train_lora.py --config lora_config.yaml --chat          # talk to the result
 
 Reads training_data/sharegpt_train.jsonl / sharegpt_val.jsonl from prepare_training_data.py
-(ShareGPT or OpenAI `messages` JSONL; the person is the "gpt"/assistant side) and trains only on
-the person's replies. Backend `auto` uses Unsloth (4-bit, fast) on an NVIDIA GPU when it is
-installed (pip install -r requirements-gpu.txt), otherwise transformers + PEFT (QLoRA on CUDA,
-fp32 on CPU). Writes output_dir/adapter (always), checkpoints, metrics.jsonl, loss_curve.png,
+(ShareGPT or OpenAI `messages` JSONL; the person is the "gpt"/assistant side), or splits one file
+itself (data_file=training_data/sharegpt_format.jsonl; also done when the split files are missing),
+and trains only on the person's replies. Backend `auto` uses Unsloth (4-bit, fast) on an NVIDIA
+GPU when it is installed (pip install -r requirements-gpu.txt), otherwise transformers + PEFT
+(QLoRA on CUDA, fp32 on CPU). Writes output_dir/adapter (always), checkpoints, metrics.jsonl, loss_curve.png,
 train_summary.json, and merged_16bit / GGUF exports when asked (save_formats). Re-running resumes
 from the newest checkpoint in output_dir (resume=false starts over).
 """
@@ -22,8 +23,30 @@ import warnings
 from pathlib import Path
 
 from graftkit.config import add_config_args, config_help, load_config
-from graftkit.errors import cli_main
+from graftkit.errors import ConfigError, cli_main
 from graftkit.lora.config import LoraTrainConfig
+
+# Names people bring from TRL / transformers / other trainers, for "unknown key" errors.
+KEY_ALIASES = {
+    "lr": "learning_rate", "r": "lora_r", "rank": "lora_r", "alpha": "lora_alpha", "dropout": "lora_dropout",
+    "model": "base_model", "model_name": "base_model", "model_name_or_path": "base_model",
+    "max_length": "max_seq_length", "num_train_epochs": "epochs", "num_epochs": "epochs",
+    "per_device_train_batch_size": "batch_size", "lr_scheduler_type": "lr_scheduler", "scheduler": "lr_scheduler",
+    "warmup_ratio": "warmup_steps", "out": "output_dir", "data": "data_file", "dataset": "data_file",
+    "resume_from_checkpoint": "resume", "report_to": "wandb", "grad_accum": "gradient_accumulation_steps",
+    "patience": "early_stopping_patience", "system": "system_prompt", "template": "chat_template",
+    "quantize": "load_in_4bit", "4bit": "load_in_4bit", "qlora": "load_in_4bit",
+}
+
+
+def load_lora_config(path: str | None, overrides: list[str]) -> LoraTrainConfig:
+    try:
+        return load_config(LoraTrainConfig, path, overrides)
+    except ConfigError as e:
+        key = e.message.split("'")[1] if e.message.startswith("unknown key '") else None
+        if key in KEY_ALIASES and "did you mean" not in e.message:
+            raise ConfigError(f"{e.message} (did you mean {KEY_ALIASES[key]!r}?)", e.path, e.line) from None
+        raise
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 @cli_main
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    cfg = load_config(LoraTrainConfig, args.config, args.overrides)
+    cfg = load_lora_config(args.config, args.overrides)
     # transformers 5.x deprecation noise (gradient_checkpointing -> activation_checkpointing, see notes)
     warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
     if args.chat:

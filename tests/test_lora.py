@@ -50,7 +50,8 @@ def trained(env):
     from graftkit.lora.train import run
 
     out = env["base"] / "out"
-    cfg = tiny_cfg(env["tiny"], env["data"], out, "save_formats=[lora,merged_16bit]", "merged_dtype=float32")
+    cfg = tiny_cfg(env["tiny"], env["data"], out, "save_formats=[lora,merged_16bit,gguf_q4_k_m]",
+                   "merged_dtype=float32")
     return run(cfg), out
 
 
@@ -72,6 +73,31 @@ def test_training_lowers_loss_and_writes_outputs(trained):
     assert "<|im_start|>" in (adapter / "chat_template.jinja").read_text()
     assert json.loads((adapter / "generation_config.json").read_text())["eos_token_id"] == 2  # <|im_end|>
     assert (out / "merged_16bit" / "model.safetensors").is_file()
+    # GGUF asked for on CPU: skipped with a notice, nothing else lost
+    assert summary["exports"]["gguf_skipped"] and not (out / "gguf").exists()
+    assert summary["stopped_early"] is False
+
+
+def test_gguf_without_unsloth_is_one_clear_line(capsys):
+    from types import SimpleNamespace
+
+    from graftkit.lora.export import GGUF_NEEDS, save_gguf
+
+    assert "\n" not in GGUF_NEEDS and "requirements-gpu.txt" in GGUF_NEEDS and "adapter is saved" in GGUF_NEEDS
+    cfg = SimpleNamespace(gguf_methods=["q4_k_m", "f16"])
+    assert save_gguf(cfg, SimpleNamespace(backend="peft"), None, Path("unused")) is None
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and "q4_k_m, f16" in out[0] and "NVIDIA GPU" in out[0]
+
+
+def test_merged_folder_is_a_plain_transformers_model(trained):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    _, out = trained
+    model = AutoModelForCausalLM.from_pretrained(out / "merged_16bit")
+    tok = AutoTokenizer.from_pretrained(out / "merged_16bit")
+    assert not hasattr(model, "peft_config") and tok.eos_token == "<|im_end|>"
+    assert "{% generation %}" in tok.chat_template and model.generation_config.eos_token_id == tok.eos_token_id
 
 
 def test_adapter_reload_and_merge_give_the_same_logits(env, tmp_path):
@@ -127,6 +153,27 @@ def test_resume_continues_from_the_saved_step(env, trained):
     steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps[:2] == [0, 1] and 8 in steps  # the history before the resume is kept
     assert resolve_resume(tiny_cfg(env["tiny"], env["data"], out, "resume=false"), out) is None
+
+
+def test_resume_from_a_given_checkpoint_path(env, trained, tmp_path):
+    from graftkit.lora.train import run
+
+    _, out = trained
+    summary = run(tiny_cfg(env["tiny"], env["data"], tmp_path / "other", f"resume={out / 'checkpoint-3'}",
+                           "max_steps=4", "eval_on_start=false"))
+    assert summary["global_step"] == 4 and summary["steps_this_run"] == 1
+    assert (tmp_path / "other" / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_early_stopping_stops_and_keeps_the_best(env, tmp_path):
+    from graftkit.lora.train import run
+
+    # a threshold no step can beat: every evaluation after the first counts as "no improvement"
+    summary = run(tiny_cfg(env["tiny"], env["data"], tmp_path / "es", "max_steps=40", "eval_steps=1", "save_steps=1",
+                           "early_stopping_patience=2", "early_stopping_threshold=10", "save_total_limit=2"))
+    assert summary["stopped_early"] and summary["global_step"] < 10
+    assert summary["best_checkpoint"] and Path(summary["best_checkpoint"]).is_dir()
+    assert (tmp_path / "es" / "adapter" / "adapter_model.safetensors").is_file()
 
 
 def test_chat_with_piped_stdin(trained):

@@ -95,6 +95,31 @@ def test_label_mask_other_template_families(tiny_dir, template, specials, eot):
     assert runs == [m["content"] + eot for m in conv if m["role"] == "assistant"]
 
 
+STRICT_TEMPLATE = (  # like Mistral's official template: user first, then strict alternation
+    "{% for m in messages %}{% if (m['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+    "{% if m['role'] == 'user' %}{{ '[INST] ' + m['content'] + ' [/INST]' }}"
+    "{% else %}{{ ' ' + m['content'] + eos_token }}{% endif %}{% endfor %}"
+)
+
+
+def test_chat_opened_by_the_person_survives_a_strict_template(tiny_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    (tmp_path / "strict.jinja").write_text(STRICT_TEMPLATE, encoding="utf-8")
+    tok = AutoTokenizer.from_pretrained(tiny_dir)
+    info = setup_tokenizer(tok, LoraTrainConfig(base_model=str(tiny_dir), chat_template=str(tmp_path / "strict.jinja")))
+    opened = [{"role": "assistant", "content": "hey, you up?"}, {"role": "user", "content": "yes"},
+              {"role": "assistant", "content": "pizza tonight?"}]
+    only_opening = [{"role": "assistant", "content": "hey"}, {"role": "user", "content": "yes"}]
+    samples = [Sample("f", 1, CONVS[1]), Sample("f", 2, opened), Sample("f", 3, only_opening)]
+    rows, st = encode_samples(tok, samples, info, 512, "truncate")
+    assert (st.kept, st.opening_dropped, st.template_errors) == (2, 1, 1)
+    runs = labelled_runs(tok, rows[1]["input_ids"], rows[1]["labels"])
+    assert [r.strip() for r in runs] == ["pizza tonight?<|im_end|>"]
+    assert "f:3: chat template error: Conversation roles must alternate" in st.summary("train")
+
+
 def test_overlong_truncate_and_drop_are_counted(tiny_dir):
     tok, info = _tok(tiny_dir)
     long_user = [{"role": "user", "content": "tea " * 200}, {"role": "assistant", "content": "ok then"}]
@@ -216,11 +241,82 @@ def test_backend_selection(monkeypatch, cuda, unsloth, requested, expected):
         assert backend_mod.select_backend(requested) == expected
 
 
-def test_help_lists_config_keys():
+def test_help_lists_every_flag_and_config_key():
     p = subprocess.run([sys.executable, "train_lora.py", "--help"], cwd=ROOT, capture_output=True, text=True,
                        timeout=60)
-    assert p.returncode == 0 and "--chat" in p.stdout and "lora_r = 16" in p.stdout
+    assert p.returncode == 0 and "lora_r = 16" in p.stdout
+    for flag in ("--config", "--chat", "--model-dir", "key=value"):
+        assert flag in p.stdout, flag
+    for f in dataclasses.fields(LoraTrainConfig):
+        assert f"\n  {f.name} = " in p.stdout, f.name
     assert "python train_lora.py --config lora_config.yaml" in p.stdout
+
+
+def _one_error_line(p: subprocess.CompletedProcess) -> str:
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), p.stderr
+    return lines[0]
+
+
+def test_cli_config_typos_suggest_the_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lora_rank: 8\n", encoding="utf-8")
+    p = subprocess.run([sys.executable, "train_lora.py", "--config", str(bad)], cwd=ROOT, capture_output=True,
+                       text=True, timeout=60)
+    assert f"{bad}: unknown key 'lora_rank' (did you mean 'lora_r'?)" in _one_error_line(p)
+    import train_lora
+
+    with pytest.raises(ConfigError, match="did you mean 'learning_rate'"):
+        train_lora.load_lora_config(str(ROOT / "lora_config.yaml"), ["lr=1e-4"])
+    with pytest.raises(ConfigError, match="did you mean 'lora_alpha'"):
+        train_lora.load_lora_config(str(ROOT / "lora_config.yaml"), ["lora_alhpa=16"])
+    assert all(k in {f.name for f in dataclasses.fields(LoraTrainConfig)} for k in train_lora.KEY_ALIASES.values())
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the no-GPU message")
+def test_cli_backend_unsloth_without_gpu_says_how_to_install(tmp_path):
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "yo"}]}\n' * 4)
+    p = subprocess.run([sys.executable, "train_lora.py", "--config", "lora_config.yaml", "backend=unsloth",
+                        f"data_file={data}", f"output_dir={tmp_path / 'out'}"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=60)
+    line = _one_error_line(p)
+    assert "NVIDIA GPU" in line and "pip install -r requirements-gpu.txt" in line and "backend: peft" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_gguf_base_never_goes_to_unsloth(monkeypatch):
+    monkeypatch.setattr(backend_mod, "cuda_available", lambda: True)
+    monkeypatch.setattr(backend_mod, "unsloth_installed", lambda: True)
+    assert backend_mod.select_backend("auto") == "unsloth"
+    assert backend_mod.select_backend("auto", "m.Q4_1.gguf") == "peft"
+    with pytest.raises(ConfigError, match="gguf_file"):
+        backend_mod.select_backend("unsloth", "m.Q4_1.gguf")
+
+
+def test_chat_base_for_an_unsloth_4bit_adapter_without_gpu():
+    from graftkit.lora.chat import chat_base_id
+
+    meta = {"base_model": "llama-3.2-1b", "model_id": "unsloth/Llama-3.2-1B-Instruct-bnb-4bit"}
+    assert chat_base_id(meta, cuda=True) == meta["model_id"]
+    assert chat_base_id(meta, cuda=False) == "unsloth/Llama-3.2-1B-Instruct"
+    repo = "unsloth/Qwen2.5-3B-Instruct-unsloth-bnb-4bit"
+    meta = {"base_model": repo, "model_id": repo}
+    assert chat_base_id(meta, cuda=False) == "unsloth/Qwen2.5-3B-Instruct"
+    assert chat_base_id({"model_id": "Qwen/Qwen2.5-0.5B-Instruct"}, cuda=False) == "Qwen/Qwen2.5-0.5B-Instruct"
+
+
+def test_single_combined_file_and_empty_val_file(tmp_path, fixtures_dir):
+    src = (fixtures_dir / "synthetic" / "sharegpt.jsonl").read_text(encoding="utf-8")
+    (tmp_path / "sharegpt_format.jsonl").write_text(src, encoding="utf-8")
+    cfg = LoraTrainConfig(base_model="qwen2.5-0.5b", train_file=str(tmp_path / "sharegpt_train.jsonl"),
+                          val_file=str(tmp_path / "sharegpt_val.jsonl"), val_fraction=0.34)
+    tr, va = load_splits(cfg)  # the split files are missing: sharegpt_format.jsonl is split instead
+    assert (len(tr), len(va)) == (2, 1)
+    (tmp_path / "sharegpt_train.jsonl").write_text(src, encoding="utf-8")
+    (tmp_path / "sharegpt_val.jsonl").write_text("\n", encoding="utf-8")
+    tr, va = load_splits(cfg)  # prepare_training_data.py --val-fraction 0 writes an empty val file
+    assert (len(tr), len(va)) == (3, 0)
 
 
 def test_nothing_imports_transformers_before_the_backend_is_chosen(tmp_path):
@@ -241,3 +337,17 @@ def test_nothing_imports_transformers_before_the_backend_is_chosen(tmp_path):
     p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip().endswith("checkpoint-7")
+
+
+def test_cpu_allocator_tuning_is_glibc_only_and_yields_to_the_user(monkeypatch):
+    import platform
+
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "1048576")
+    assert backend_mod.tune_cpu_allocator() is False
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
+    monkeypatch.setenv("GRAFTKIT_NO_MALLOPT", "1")
+    assert backend_mod.tune_cpu_allocator() is False
+    monkeypatch.delenv("GRAFTKIT_NO_MALLOPT")
+    monkeypatch.delenv("LD_PRELOAD", raising=False)
+    glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+    assert backend_mod.tune_cpu_allocator() is glibc

@@ -11,6 +11,7 @@ cannot. Numbers go to bench/results/lora_smollm2.json. Takes minutes on a small 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -46,7 +47,9 @@ def test_smollm2_30_steps_lower_val_loss_and_stop_at_end_of_turn(smollm2, tmp_pa
     from graftkit.lora.chat import generate_reply, load_chat_model
     from graftkit.lora.train import run
 
+    t0 = time.perf_counter()
     out = tmp_path / "out"
+    # batch 2 x 256 tokens and 2 evaluations on 16 val conversations: ~3 min on 2 CPU cores
     cfg = load_config(LoraTrainConfig, ROOT / "lora_config.yaml", [
         f"base_model={smollm2}", f"gguf_file={GGUF_NAME}", f"output_dir={out}", *data_overrides(tmp_path),
         "max_steps=30", "batch_size=2", "gradient_accumulation_steps=1", "learning_rate=2e-4",
@@ -61,8 +64,9 @@ def test_smollm2_30_steps_lower_val_loss_and_stop_at_end_of_turn(smollm2, tmp_pa
     reply, ended = generate_reply(model, tok, info, [{"role": "user", "content": "are you coming tonight?"}],
                                   max_new_tokens=64, temperature=0.0, max_prompt_tokens=192)
     assert reply and ended, reply
-    result = {k: summary[k] for k in ("first_eval_loss", "last_eval_loss", "seconds_per_step",
+    result = {k: summary[k] for k in ("global_step", "first_eval_loss", "last_eval_loss", "seconds_per_step",
                                       "median_seconds_per_step", "load_seconds", "train_runtime")}
-    result.update(reply=reply, ended_at_end_of_turn=ended, data=summary["data"]["train"]["conversations"])
+    result.update(reply=reply, ended_at_end_of_turn=ended, train_conversations=summary["data"]["train"]["kept"],
+                  val_conversations=summary["data"]["val"]["kept"], test_seconds=round(time.perf_counter() - t0, 1))
     atomic_write_json(ROOT / "bench" / "results" / "lora_smollm2.json", result)
     print(json.dumps(result, ensure_ascii=False))

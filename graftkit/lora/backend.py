@@ -8,7 +8,9 @@ CUDA (QLoRA) and plain fp32 on CPU.
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
+import os
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +19,8 @@ from ..errors import ConfigError, UserError
 from .data import TemplateInfo, setup_tokenizer
 from .presets import resolve_model_id
 
-INSTALL_HINT = "install it on a machine with an NVIDIA GPU: pip install -r requirements-gpu.txt"
+INSTALL_HINT = ("Unsloth runs on an NVIDIA GPU; install it there with: pip install -r requirements-gpu.txt "
+                "(Colab/RunPod: see README_TRAINING.md)")
 
 
 def cuda_available() -> bool:
@@ -30,21 +33,57 @@ def unsloth_installed() -> bool:
     return importlib.util.find_spec("unsloth") is not None
 
 
-def select_backend(requested: str) -> str:
-    """'unsloth' or 'peft' for `backend: auto | unsloth | peft`."""
+def select_backend(requested: str, gguf_file: str = "") -> str:
+    """'unsloth' or 'peft' for `backend: auto | unsloth | peft`.
+
+    A `gguf_file` base is read (dequantized) by transformers, which Unsloth's loader does not do:
+    `auto` then uses PEFT and `unsloth` is an error.
+    """
     if requested == "peft":
         return "peft"
+    if requested not in ("auto", "unsloth"):
+        raise ConfigError(f"backend: must be auto, unsloth or peft, got {requested!r}")
     cuda, has_unsloth = cuda_available(), unsloth_installed()
     if requested == "unsloth":
         if not cuda:
-            raise ConfigError("backend: unsloth needs an NVIDIA GPU with CUDA, and torch sees none; "
-                              f"{INSTALL_HINT}, or use backend: peft (CPU works)")
+            raise ConfigError("backend: unsloth needs an NVIDIA GPU with CUDA and torch sees none here; "
+                              f"{INSTALL_HINT}. On this machine use backend: peft (or auto)")
         if not has_unsloth:
             raise ConfigError(f"backend: unsloth, but the unsloth package is not installed; {INSTALL_HINT}")
+        if gguf_file:
+            raise ConfigError("backend: unsloth cannot load a gguf_file base model; use a Hugging Face id, a preset "
+                              "or a local HF folder, or backend: peft")
         return "unsloth"
-    if requested != "auto":
-        raise ConfigError(f"backend: must be auto, unsloth or peft, got {requested!r}")
+    if cuda and has_unsloth and gguf_file:
+        notice("gguf_file: Unsloth cannot load GGUF weights; using transformers + PEFT")
+        return "peft"
     return "unsloth" if cuda and has_unsloth else "peft"
+
+
+def tune_cpu_allocator() -> bool:
+    """On glibc, keep activation-sized buffers in the heap between training steps (CPU training only).
+
+    glibc serves each allocation above M_MMAP_THRESHOLD (128 KiB until it adapts) with a fresh mmap and
+    returns it on free, so every step's activations page-fault again. The threshold adapts upward only
+    after large mmapped blocks are freed, which depends on what the process did before training: two
+    runs of the same training could differ by ~10 % per step on a small model (measured with
+    bench/bench_lora.py, page faults 600k vs 330k). Fixing the thresholds at glibc's own dynamic
+    ceiling (32 MiB mmap, 64 MiB trim) makes it deterministic. Skipped when the user set
+    MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_, preloads another allocator, or sets
+    GRAFTKIT_NO_MALLOPT=1 (to measure the difference).
+    """
+    if not sys.platform.startswith("linux") or os.environ.get("GRAFTKIT_NO_MALLOPT"):
+        return False
+    if any(k in os.environ for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")):
+        return False
+    if any(a in os.environ.get("LD_PRELOAD", "") for a in ("jemalloc", "tcmalloc", "mimalloc")):
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):  # musl or another libc
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return mallopt(m_mmap_threshold, 32 << 20) == 1 and mallopt(m_trim_threshold, 64 << 20) == 1
 
 
 def notice(msg: str) -> None:
@@ -91,11 +130,10 @@ def load_unsloth(cfg: Any) -> Loaded:
     from unsloth import FastLanguageModel
 
     model_id = resolve_model_id(cfg.base_model, "unsloth", cfg.load_in_4bit)
-    kwargs = {"gguf_file": cfg.gguf_file} if cfg.gguf_file else {}
     try:
         model, tok = FastLanguageModel.from_pretrained(model_name=model_id, max_seq_length=cfg.max_seq_length,
                                                        dtype=None, load_in_4bit=cfg.load_in_4bit,
-                                                       random_state=cfg.seed, **kwargs)
+                                                       random_state=cfg.seed)
     except (OSError, ValueError) as e:
         raise _hub_error(model_id, e) from None
     info = setup_tokenizer(tok, cfg)
@@ -169,6 +207,7 @@ def load_peft(cfg: Any) -> Loaded:
     if not cuda:
         notice("no CUDA GPU: training with transformers + PEFT in full precision (fp32) on CPU"
                + ("; load_in_4bit is ignored" if cfg.load_in_4bit else ""))
+        tune_cpu_allocator()
     quantize = cuda and cfg.load_in_4bit and not cfg.gguf_file
     if cuda and cfg.load_in_4bit and cfg.gguf_file:
         notice("gguf_file: the GGUF weights are dequantized to 16 bit; load_in_4bit is ignored")

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from .backend import cuda_available, load_base
+from .backend import cuda_available, load_base, notice
+from .presets import get_preset
 from .data import TemplateInfo, render, with_system_prompt
 from .export import read_meta
 
@@ -22,6 +23,18 @@ def info_from_meta(meta: dict[str, Any], tok: Any) -> TemplateInfo:
                         template_kwargs=meta.get("template_kwargs") or {})
 
 
+def chat_base_id(meta: dict[str, Any], cuda: bool) -> str:
+    """The base to put the adapter on: an Unsloth pre-quantized (bitsandbytes 4-bit) base needs CUDA, so
+    without a GPU the same model's 16-bit weights are used (the adapter fits both)."""
+    model_id = meta["model_id"]
+    if cuda or not model_id.endswith("bnb-4bit"):
+        return model_id
+    preset = get_preset(meta.get("base_model", ""))
+    base = preset.unsloth_16bit_id if preset else model_id.removesuffix("-bnb-4bit").removesuffix("-unsloth")
+    notice(f"no CUDA GPU: loading {base} (16-bit) under the adapter instead of the 4-bit {model_id}")
+    return base
+
+
 def load_chat_model(cfg: Any, model_dir: str | Path) -> tuple[Any, Any, TemplateInfo, dict]:
     """(model, tokenizer, template info, meta) from an adapter folder or a merged model folder."""
     model_dir = Path(model_dir)
@@ -29,7 +42,7 @@ def load_chat_model(cfg: Any, model_dir: str | Path) -> tuple[Any, Any, Template
     cuda = cuda_available()
     cfg_like = type("C", (), {"gguf_file": meta.get("gguf_file", "")})()
     if (model_dir / "adapter_config.json").is_file():
-        model, tok = load_base(cfg_like, meta["model_id"], cuda, tokenizer_from=str(model_dir))
+        model, tok = load_base(cfg_like, chat_base_id(meta, cuda), cuda, tokenizer_from=str(model_dir))
         if len(tok) > model.get_input_embeddings().weight.shape[0]:
             model.resize_token_embeddings(len(tok))
         from peft import PeftModel

@@ -27,13 +27,15 @@ class LoraTrainConfig:
     base_model: str = _f("qwen2.5-0.5b", "preset (llama-3.2-1b, llama-3.2-3b, mistral-7b, qwen2.5-0.5b/1.5b/3b/7b), "
                                          "a Hugging Face id or a local folder")
     gguf_file: str = _f("", "optional .gguf file inside the base_model folder, loaded (dequantized) through "
-                            "transformers, e.g. SmolLM2-135M-Instruct.Q4_1.gguf")
+                            "transformers, e.g. SmolLM2-135M-Instruct.Q4_1.gguf (PEFT backend only)")
     backend: Literal["auto", "unsloth", "peft"] = _f("auto", "auto: Unsloth when CUDA and unsloth are present, else "
                                                              "transformers+PEFT; unsloth; peft")
     load_in_4bit: bool = _f(True, "QLoRA: 4-bit base weights on a CUDA GPU (ignored on CPU, which trains in fp32)")
     # data
-    train_file: str = _f("training_data/sharegpt_train.jsonl", "ShareGPT or OpenAI-messages JSONL to train on")
-    val_file: str = _f("training_data/sharegpt_val.jsonl", "validation JSONL; empty: split val_fraction off train")
+    train_file: str = _f("training_data/sharegpt_train.jsonl", "ShareGPT or OpenAI-messages JSONL to train on; if "
+                                                               "missing, a sharegpt_format.jsonl beside it is split")
+    val_file: str = _f("training_data/sharegpt_val.jsonl", "validation JSONL; '': split val_fraction off train; an "
+                                                           "empty file: no validation")
     data_file: str = _f("", "one JSONL to split into train/val by conversation (overrides train_file/val_file)")
     val_fraction: float = _f(0.1, "share of conversations held out when splitting (0-0.5; 0 = no validation)")
     system_prompt: str = _f("", "system message added to conversations that have none (and used by --chat)")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import random
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,13 +71,41 @@ def split_samples(samples: list[Sample], val_fraction: float, seed: int) -> tupl
     return ([s for i, s in enumerate(samples) if i not in val_idx], [s for i, s in enumerate(samples) if i in val_idx])
 
 
+COMBINED_NAME = "sharegpt_format.jsonl"  # prepare_training_data.py's file with every sample
+
+
+def _notice(msg: str) -> None:
+    print(f"notice: {msg}", file=sys.stderr, flush=True)
+
+
+def _is_blank(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return not any(line.strip() for line in f)
+
+
 def load_splits(cfg: Any) -> tuple[list[Sample], list[Sample]]:
-    """Train and validation samples per the config (data_file split, or train_file + val_file)."""
+    """Train and validation samples per the config.
+
+    `data_file` is split by conversation (val_fraction, seed). Otherwise train_file + val_file; when
+    train_file is missing but a `sharegpt_format.jsonl` sits beside it, that file is split instead,
+    and an empty val_file (prepare_training_data.py --val-fraction 0) means no validation.
+    """
     if cfg.data_file:
         return split_samples(read_samples(cfg.data_file), cfg.val_fraction, cfg.seed)
-    train = read_samples(cfg.train_file, "run prepare_training_data.py first, or set train_file / data_file")
+    train_path = Path(cfg.train_file)
+    combined = train_path.with_name(COMBINED_NAME)
+    if not train_path.exists() and combined.is_file():
+        _notice(f"{train_path} not found: splitting {combined} into train/val by conversation "
+                f"(val_fraction {cfg.val_fraction}, seed {cfg.seed})")
+        return split_samples(read_samples(combined), cfg.val_fraction, cfg.seed)
+    train = read_samples(train_path, "run prepare_training_data.py first, or set train_file / data_file")
     if cfg.val_file:
-        return train, read_samples(cfg.val_file, "set val_file: '' to split val_fraction off train_file")
+        val_path = Path(cfg.val_file)
+        if val_path.is_file() and _is_blank(val_path):
+            _notice(f"{val_path} is empty: training without validation (set val_file: '' to hold out "
+                    "val_fraction of train_file instead)")
+            return train, []
+        return train, read_samples(val_path, "set val_file: '' to split val_fraction off train_file")
     return split_samples(train, cfg.val_fraction, cfg.seed)
 
 
@@ -270,6 +299,7 @@ class DataStats:
     dropped_overlong: int = 0
     dropped_no_labels: int = 0
     template_errors: int = 0
+    opening_dropped: int = 0
     tokens: int = 0
     label_tokens: int = 0
     first_error: str = ""
@@ -281,6 +311,9 @@ class DataStats:
             s += f"; {self.overlong} over max_seq_length ({self.truncated} truncated, {self.dropped_overlong} dropped)"
         if self.dropped_no_labels:
             s += f"; {self.dropped_no_labels} dropped with no reply tokens left"
+        if self.opening_dropped:
+            s += (f"; {self.opening_dropped} opened by the person, which the chat template refuses: trained without "
+                  "that opening message")
         if self.template_errors:
             s += f"; {self.template_errors} skipped ({self.first_error})"
         return s
@@ -292,12 +325,22 @@ def encode_samples(tok: Any, samples: list[Sample], info: TemplateInfo, max_len:
     rows = []
     st = DataStats(conversations=len(samples))
     for smp in samples:
+        messages = with_system_prompt(smp.messages, system_prompt)
         try:
-            ids, labels = encode_conversation(tok, with_system_prompt(smp.messages, system_prompt), info)
+            ids, labels = encode_conversation(tok, messages, info)
         except EncodeError as e:
-            st.template_errors += 1
-            st.first_error = st.first_error or f"{smp.path}:{smp.line}: {e}"
-            continue
+            # Templates such as Mistral's require user/assistant alternation starting with the user; a chat the
+            # person opened is kept without its opening message(s) rather than lost.
+            trimmed = _without_assistant_opening(messages)
+            try:
+                if trimmed is None:
+                    raise e
+                ids, labels = encode_conversation(tok, trimmed, info)
+                st.opening_dropped += 1
+            except EncodeError as e2:
+                st.template_errors += 1
+                st.first_error = st.first_error or f"{smp.path}:{smp.line}: {e2}"
+                continue
         if len(ids) > max_len:
             st.overlong += 1
             if overlong == "drop":
@@ -316,6 +359,18 @@ def encode_samples(tok: Any, samples: list[Sample], info: TemplateInfo, max_len:
         st.tokens += len(ids)
         st.label_tokens += sum(x != IGNORE for x in labels)
     return rows, st
+
+
+def _without_assistant_opening(messages: Conversation) -> Conversation | None:
+    """`messages` minus the assistant turns before the first user turn; None if there are none or nothing is left."""
+    first_user = next((i for i, m in enumerate(messages) if m["role"] == "user"), None)
+    if first_user is None:
+        return None
+    lead = [i for i in range(first_user) if messages[i]["role"] == "assistant"]
+    if not lead:
+        return None
+    rest = [m for i, m in enumerate(messages) if i not in lead]
+    return rest if any(m["role"] == "assistant" for m in rest) else None
 
 
 def check_response_part(tok: Any, samples: list[Sample], info: TemplateInfo, system_prompt: str = "") -> str | None:

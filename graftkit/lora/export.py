@@ -16,10 +16,9 @@ from ..errors import UserError
 from ..fileio import atomic_write_json
 
 META_FILE = "graftkit_lora.json"
-GGUF_NEEDS = ("GGUF export runs through Unsloth's exporter, which needs an NVIDIA GPU with unsloth installed "
-              "(pip install -r requirements-gpu.txt) and llama.cpp (fetched from GitHub on first use, or "
-              "UNSLOTH_LLAMA_CPP_PATH); here it is skipped. Alternative: save merged_16bit and run llama.cpp's "
-              "convert_hf_to_gguf.py and llama-quantize yourself")
+GGUF_NEEDS = ("GGUF export (save_formats gguf_*) runs through Unsloth, which needs an NVIDIA GPU with unsloth "
+              "installed (pip install -r requirements-gpu.txt) and llama.cpp; it is skipped here, the LoRA adapter "
+              "is saved as usual. Alternative: add merged_16bit and run llama.cpp's convert_hf_to_gguf.py yourself")
 
 
 def run_meta(cfg: Any, loaded: Any, merged: bool = False) -> dict[str, Any]:
@@ -86,7 +85,8 @@ def save_merged(cfg: Any, loaded: Any, model: Any, adapter_dir: Path, out_dir: P
 def save_gguf(cfg: Any, loaded: Any, model: Any, out_dir: Path) -> Path | None:
     """GGUF files (q4_k_m, q8_0, f16) via Unsloth's exporter; on the PEFT backend a notice and None."""
     if loaded.backend != "unsloth":
-        print(f"notice: {GGUF_NEEDS}", flush=True)
+        print(f"notice: GGUF ({', '.join(cfg.gguf_methods)}) not written: needs Unsloth on an NVIDIA GPU (see the "
+              "notice before training)", flush=True)
         return None
     out_dir.mkdir(parents=True, exist_ok=True)
     try:

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError, InputError, UserError
 from ..fileio import atomic_path, atomic_write_json, atomic_write_jsonl
 from .backend import Loaded, cuda_available, load_for_training, notice, select_backend
 from .data import PadCollator, check_response_part, encode_samples, load_splits
@@ -114,10 +114,12 @@ def build_trainer(cfg: Any, loaded: Loaded, train_rows: list[dict], val_rows: li
                  else "adamw_torch")
     bf16 = cuda and torch.cuda.is_bf16_supported()
     extra: dict[str, Any] = {}
-    if loaded.backend == "peft":  # Unsloth's get_peft_model already set its own checkpointing up
+    if loaded.backend == "peft":
         extra["gradient_checkpointing"] = cfg.gradient_checkpointing
         if cfg.gradient_checkpointing:
             extra["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
+    else:  # Unsloth's get_peft_model already set its own ("unsloth") checkpointing up; TRL must not redo it
+        extra["gradient_checkpointing"] = False
     if cfg.wandb:
         os.environ.setdefault("WANDB_PROJECT", cfg.wandb_project)
     warmup = cfg.warmup_steps if cfg.warmup_steps < 1 else int(cfg.warmup_steps)
@@ -155,9 +157,9 @@ def run(cfg: Any) -> dict[str, Any]:
     """Train per `cfg` (a LoraTrainConfig); returns the summary also written to train_summary.json."""
     out = Path(cfg.output_dir)
     train_s, val_s = load_splits(cfg)
-    backend = select_backend(cfg.backend)
+    backend = select_backend(cfg.backend, cfg.gguf_file)
     if cfg.gguf_methods and backend != "unsloth":
-        notice(GGUF_NEEDS)
+        notice(GGUF_NEEDS)  # said before training, so nobody waits an hour to learn it
     if cfg.wandb and importlib.util.find_spec("wandb") is None:
         raise ConfigError("wandb: true needs the wandb package (pip install wandb, then wandb login)")
     resume = resolve_resume(cfg, out)
@@ -204,6 +206,17 @@ def run(cfg: Any) -> dict[str, Any]:
                           "settings (lora_r, target_modules, base_model): pass resume=false or another "
                           "output_dir") from None
     steps_run = trainer.state.global_step - (_step_of(resume) if resume else 0)
+    if resume and steps_run == 0:
+        notice(f"{Path(resume).name} had already reached the end of training (step {trainer.state.global_step}): "
+               "nothing new was trained; raise max_steps or epochs to continue, or pass resume=false to start over")
+    stopped_early = (bool(val_rows) and cfg.early_stopping_patience > 0
+                     and trainer.state.global_step < trainer.state.max_steps)
+    if stopped_early:
+        best = trainer.state.best_model_checkpoint
+        print(f"early stopping: val loss did not improve by more than {cfg.early_stopping_threshold} for "
+              f"{cfg.early_stopping_patience} evaluations; stopped at step {trainer.state.global_step} of "
+              f"{trainer.state.max_steps}" + (f"; restored the best checkpoint {Path(best).name}" if best else ""),
+              flush=True)
     runtime = float(result.metrics.get("train_runtime", 0.0))
     step_times = next((c.step_times for c in trainer.callback_handler.callbacks if hasattr(c, "step_times")), [])
 
@@ -211,16 +224,24 @@ def run(cfg: Any) -> dict[str, Any]:
     exports = {"adapter": str(adapter_dir)}
     if "merged_16bit" in cfg.save_formats:
         exports["merged_16bit"] = str(save_merged(cfg, loaded, trainer.model, adapter_dir, out / "merged_16bit"))
+    export_error: UserError | None = None
     if cfg.gguf_methods:
-        gguf = save_gguf(cfg, loaded, trainer.model, out / "gguf")
+        try:
+            gguf = save_gguf(cfg, loaded, trainer.model, out / "gguf")
+        except UserError as e:  # the adapter (and merged model) are saved; the summary is still written below
+            export_error, gguf = e, None
+            exports["gguf_error"] = e.message
         if gguf:
             exports["gguf"] = str(gguf)
+        elif export_error is None:
+            exports["gguf_skipped"] = "needs Unsloth on an NVIDIA GPU"
 
     hist = trainer.state.log_history
     evals = [r["eval_loss"] for r in hist if "eval_loss" in r]
     summary = {
         "backend": backend, "device": loaded.device, "model_id": loaded.model_id, "load_seconds": round(load_s, 2),
-        "global_step": trainer.state.global_step, "steps_this_run": steps_run, "train_runtime": runtime,
+        "global_step": trainer.state.global_step, "steps_this_run": steps_run, "stopped_early": stopped_early,
+        "train_runtime": runtime,
         "seconds_per_step": (sum(step_times) / len(step_times)) if step_times else None,
         "median_seconds_per_step": sorted(step_times)[len(step_times) // 2] if step_times else None,
         "first_train_loss": next((r["loss"] for r in hist if "loss" in r), None),
@@ -233,6 +254,8 @@ def run(cfg: Any) -> dict[str, Any]:
         "data": {"train": vars(st_train), "val": vars(st_val)}, "exports": exports,
     }
     atomic_write_json(out / "train_summary.json", summary)
+    if export_error is not None:
+        raise export_error
     best = f", best val loss {summary['best_eval_loss']:.4f}" if evals else ""
     print(f"done: step {trainer.state.global_step}{best}; adapter in {adapter_dir}", flush=True)
     return summary
