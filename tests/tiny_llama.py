@@ -11,18 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# the kit's own ChatML template (with {% generation %} markers), as a chat model would ship it
+from graftkit.lora.presets import CHATML_TEMPLATE
+
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<pad>"]
 
-CHATML_TEMPLATE = (
-    "{% for message in messages %}"
-    "{% if message['role'] == 'assistant' %}"
-    "{{ '<|im_start|>assistant\n' }}{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{{ '\n' }}"
-    "{% else %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
-    "{% endif %}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
 
 _CORPUS = [
     "Hello! How are you doing today? I'm fine, thanks for asking.",

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, InputError, UserError
-from ..fileio import atomic_path, atomic_write_json, atomic_write_jsonl
-from .backend import Loaded, cuda_available, load_for_training, notice, select_backend
+from ..fileio import atomic_write_json, atomic_write_jsonl
+from ..plots import save_loss_curve
+from .backend import Loaded, load_for_training, notice, select_backend
 from .data import PadCollator, check_response_part, encode_samples, load_splits
 from .export import GGUF_NEEDS, save_adapter, save_gguf, save_merged
 
@@ -38,27 +39,14 @@ def resolve_resume(cfg: Any, out: Path) -> str | None:
 
 
 def write_loss_curve(log_history: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     train = [(r["step"], r["loss"]) for r in log_history if "loss" in r]
     evals = [(r["step"], r["eval_loss"]) for r in log_history if "eval_loss" in r]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    if train:
-        ax.plot(*zip(*train), label="train loss")
-    if evals:
-        ax.plot(*zip(*evals), "o-", label="val loss")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.set_title("LoRA fine-tuning")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_loss_curve(path, [("train loss", *_xy(train), "-", {}), ("val loss", *_xy(evals), "o-", {})],
+                    xlabel="step", ylabel="loss", title="LoRA fine-tuning", size=(7, 4))
+
+
+def _xy(points: list[tuple[float, float]]) -> tuple[list[float], list[float]]:
+    return [x for x, _ in points], [y for _, y in points]
 
 
 def _trainer_classes():

@@ -32,6 +32,7 @@ import torch
 from ..checkpoint import atomic_torch_save, capture_rng_state, load_checkpoint, restore_rng_state, seed_everything
 from ..errors import ConfigError, UserError
 from ..fileio import atomic_write_text
+from ..plots import save_loss_curve
 from .config import MODEL_KEYS, TinyGPTConfig
 from .data import EpochSampler, eval_batches, tokens_tensor
 from .generate import sample_texts
@@ -645,32 +646,14 @@ class Trainer:
 
 
 def plot_losses(history: list[dict], path: Path) -> None:
-    train = [(r["iter"], r["loss"]) for r in history if r.get("kind") == "train"]
+    train = [r for r in history if r.get("kind") == "train"]
     evals = [r for r in history if r.get("kind") == "eval"]
-    if not train and not evals:
-        return
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    if train:
-        ax.plot(*zip(*train), label="train (batch)", alpha=0.4, lw=1)
-    if evals:
-        ax.plot([r["iter"] for r in evals], [r["train_loss"] for r in evals], "o-", label="train (eval)")
-        ax.plot([r["iter"] for r in evals], [r["val_loss"] for r in evals], "o-", label="val")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("cross-entropy (nats/token)")
-    ax.set_title("tiny GPT loss")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    from ..fileio import atomic_path
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    iters = [r["iter"] for r in evals]
+    save_loss_curve(path, [
+        ("train (batch)", [r["iter"] for r in train], [r["loss"] for r in train], "-", {"alpha": 0.4, "lw": 1}),
+        ("train (eval)", iters, [r["train_loss"] for r in evals], "o-", {}),
+        ("val", iters, [r["val_loss"] for r in evals], "o-", {}),
+    ], xlabel="iteration", title="tiny GPT loss")
 
 
 def train(cfg: TinyGPTConfig, log: Callable[[str], None] = print, interrupt_at: int | None = None) -> dict[str, Any]:
