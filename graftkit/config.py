@@ -188,6 +188,13 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+def key(default: Any, help_text: str) -> Any:
+    """A config field with its `--help` text; list defaults get a fresh copy per instance."""
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=lambda: list(default), metadata={"help": help_text})
+    return dataclasses.field(default=default, metadata={"help": help_text})
+
+
 def config_help(cls: type) -> str:
     """A `key (default): help` listing of every config field, for argparse epilogs."""
     lines = ["config keys (set in the YAML file or as key=value on the command line):"]

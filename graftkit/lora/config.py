@@ -6,19 +6,14 @@ come back instantly.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
+from ..config import key as _f  # a field with its --help text
 from ..errors import ConfigError
 from .presets import check_base_model
 
 SAVE_FORMATS = ("lora", "merged_16bit", "gguf_q4_k_m", "gguf_q8_0", "gguf_f16")
-
-
-def _f(default, help_text: str):
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"help": help_text})
-    return field(default=default, metadata={"help": help_text})
 
 
 @dataclass

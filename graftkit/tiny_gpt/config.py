@@ -7,15 +7,12 @@ reported in a fraction of a second, before the heavy imports.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from ..config import key as _h  # a field with its --help text
 from ..errors import ConfigError
-
-
-def _h(default, help_text: str):
-    return field(default=default, metadata={"help": help_text})
 
 
 @dataclass
