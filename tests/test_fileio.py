@@ -54,14 +54,19 @@ def test_atomic_write_jsonl_roundtrip(tmp_path):
     assert [o for _, o in read_jsonl(p)] == [{"i": 0}, {"i": 1}, {"i": 2}]
 
 
-def test_outputs_get_normal_file_permissions(tmp_path):
+def test_outputs_are_private_files(tmp_path):
+    """Outputs hold personal data: 0600 files, 0700 new folders, whatever the umask allows."""
     import os
     mask = os.umask(0o022)
     try:
         atomic_write_text(tmp_path / "a.txt", "x")
-        with OutputSet(tmp_path) as out:
+        with OutputSet(tmp_path / "new") as out:
             out.write_text("b.txt", "y")
+            with open(out.path("c.jsonl"), "w") as f:  # a path the caller opens itself
+                f.write("z")
     finally:
         os.umask(mask)
-    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
-    assert (tmp_path / "b.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "new").stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "new" / "b.txt").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "new" / "c.jsonl").stat().st_mode & 0o777 == 0o600

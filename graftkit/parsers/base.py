@@ -7,45 +7,136 @@ A parser module defines `PARSERS = [Parser(...), ...]`. `detect` must be cheap (
 
 from __future__ import annotations
 
+import codecs
+import io
 import json
 import math
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, BinaryIO, Callable, Iterator
 
 from ..errors import InputError
 from ..messages import Message
 
 SNIFF_BYTES = 64 * 1024
+CHUNK_BYTES = 1 << 20
+# The longest line iter_lines accepts. A chat message is at most a few thousand characters; a
+# "line" of a million characters is a broken or hostile file, and holding it would only cost memory.
+MAX_LINE_CHARS = 1 << 20
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def open_regular(path: str | Path) -> BinaryIO:
+    """Open `path` for binary reading only if it is a regular file; anything else is an InputError.
+
+    Why: opening a FIFO blocks until some writer appears (forever), and /dev/zero or /dev/urandom
+    never end. O_NONBLOCK makes the open itself return at once, and fstat on the opened file (not
+    the name, which could be swapped in between) decides.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise InputError("file not found", path) from None
+    except PermissionError:
+        raise InputError("permission denied: cannot read this file (check its permissions)", path) from None
+    except OSError as e:
+        raise InputError(f"cannot read: {e.strerror or e}", path) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise InputError(f"{_file_kind(mode)}, not a regular file; only regular files are read", path)
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def detect_encoding(head: bytes) -> str:
+    """The codec of a text export from its first bytes: UTF-8 (BOM optional) or UTF-16.
+
+    Why UTF-16: WhatsApp and Notepad on Windows save "Unicode" text as UTF-16 with a BOM; without
+    one, ASCII-heavy UTF-16 shows as a NUL byte after (LE) or before (BE) almost every character.
+    Anything else is read as UTF-8 and fails with a clear error, never as a silent guess.
+    """
+    if head.startswith(b"\xef\xbb\xbf"):
+        return "utf-8-sig"
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "utf-16"
+    sample = head[:4096]
+    n = len(sample) // 2 * 2
+    if n >= 8:
+        even_nul = sample[0:n:2].count(0)
+        odd_nul = sample[1:n:2].count(0)
+        if odd_nul >= 0.9 * (n // 2) and even_nul == 0:
+            return "utf-16-le"
+        if even_nul >= 0.9 * (n // 2) and odd_nul == 0:
+            return "utf-16-be"
+    return "utf-8"
+
+
+def _codec_name(encoding: str) -> str:
+    return "UTF-16" if encoding.startswith("utf-16") else "UTF-8"
 
 
 class Sniff:
-    """Cheap, cached look at the start of a file (or a directory), shared by all detectors."""
+    """Cheap, cached look at the start of a file (or a directory), shared by all detectors.
+
+    Never raises and never blocks: a FIFO, a device or an unreadable file sniff as empty, with the
+    reason in `error` (parse_input reports it).
+    """
 
     def __init__(self, path: Path):
         self.path = path
+        self.error: InputError | None = None
 
     @cached_property
     def raw(self) -> bytes:
         if self.path.is_dir():
             return b""
-        with open(self.path, "rb") as f:
-            return f.read(SNIFF_BYTES)
+        try:
+            with open_regular(self.path) as f:
+                return f.read(SNIFF_BYTES)
+        except InputError as e:
+            self.error = e
+            return b""
+
+    @cached_property
+    def encoding(self) -> str:
+        return detect_encoding(self.raw)
+
+    @cached_property
+    def _decoded(self) -> str:
+        raw = self.raw
+        if self.encoding.startswith("utf-16"):
+            raw = raw[: len(raw) // 2 * 2]
+        return raw.decode(self.encoding, errors="replace")
 
     @cached_property
     def is_binary(self) -> bool:
-        return b"\x00" in self.raw[:8192]
+        return "\x00" in self._decoded[:8192]
 
     @cached_property
     def text(self) -> str:
-        """The head decoded as UTF-8 (BOM dropped); "" if binary. A cut multi-byte char at the end is ignored."""
+        """The head decoded (UTF-8 or UTF-16, BOM dropped); "" if binary. A cut character at the end is ignored."""
         if self.is_binary:
             return ""
-        raw = self.raw[3:] if self.raw.startswith(b"\xef\xbb\xbf") else self.raw
-        return raw.decode("utf-8", errors="replace" if len(self.raw) == SNIFF_BYTES else "replace")
+        return self._decoded.lstrip("\ufeff")
 
     @cached_property
     def lines(self) -> list[str]:
@@ -78,26 +169,42 @@ class Parser:
 
 
 def read_text(path: Path) -> str:
-    """Read a whole export as UTF-8 (BOM allowed). Binary or non-UTF-8 files raise a clear InputError.
+    """Read a whole export as UTF-8 (BOM allowed) or UTF-16 (Windows). Binary or undecodable files
+    raise a clear InputError naming the line.
 
     We never guess another encoding silently: a Latin-1 WhatsApp export is a corrupted export, and
-    guessing would feed mojibake into training.
+    guessing would feed mojibake into training. Read in chunks so that a huge file with NUL bytes
+    after a valid header stops at the first bad chunk instead of being loaded whole.
     """
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError("file not found", path) from None
-    except OSError as e:  # a folder, no permission, ...
-        raise InputError(f"cannot read file: {e.strerror or e}", path) from None
-    if b"\x00" in data[:8192]:
-        raise InputError("binary file, not a text chat export", path)
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise InputError(
-            f"not valid UTF-8 (byte 0x{data[e.start]:02x}); re-export the chat as UTF-8 or convert it, "
-            f"e.g. `iconv -f latin1 -t utf-8`", path, line) from None
+    parts: list[str] = []
+    lines = 0
+    with open_regular(path) as f:
+        data = f.read(SNIFF_BYTES)
+        encoding = detect_encoding(data)
+        decoder = codecs.getincrementaldecoder(encoding)("strict")
+        while True:
+            try:
+                text = decoder.decode(data, final=not data)
+            except UnicodeDecodeError as e:
+                line = lines + e.object[: e.start].count(b"\n") + 1
+                raise InputError(
+                    f"not valid {_codec_name(encoding)} (byte 0x{e.object[e.start]:02x}); re-export the chat "
+                    f"as UTF-8 or convert it, e.g. `iconv -f latin1 -t utf-8`", path, line) from None
+            _check_no_nul(text, path, lines)
+            lines += text.count("\n")
+            parts.append(text)
+            if not data:
+                break
+            data = f.read(CHUNK_BYTES)
+    text = "".join(parts)
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def _check_no_nul(text: str, path: Path, lines_before: int) -> None:
+    nul = text.find("\x00")
+    if nul >= 0:
+        raise InputError("binary data (NUL bytes), not a text chat export", path,
+                         lines_before + text.count("\n", 0, nul) + 1)
 
 
 def load_json(path: Path) -> Any:
@@ -158,31 +265,40 @@ def utc_iso(seconds: float) -> str:
         raise ValueError(f"timestamp out of range: {seconds!r}") from e
 
 
-def iter_lines(path: Path, chunk_chars: int = 1 << 20) -> Iterator[str]:
-    """Yield the lines of a UTF-8 text export (BOM allowed) without their line ends, reading in chunks.
+def iter_lines(path: Path, chunk_chars: int = 1 << 20, max_line_chars: int = MAX_LINE_CHARS) -> Iterator[str]:
+    """Yield the lines of a UTF-8 or UTF-16 text export (BOM allowed) without their line ends, reading in chunks.
 
     Why not `read_text(path).split("\\n")`: a 1M-message export would sit in memory three times
     (bytes, one str that turns 4 bytes/char as soon as it holds one emoji, and the line list). Here only
     1 MiB chunks are held. "\\r\\n" and lone "\\r" end lines too (universal newlines); U+2028, U+0085
-    and friends do not, so they stay in the text verbatim. Errors are read_text's: binary and
-    non-UTF-8 files raise InputError naming the file (and the line of the first bad byte).
+    and friends do not, so they stay in the text verbatim. Errors are read_text's: binary content
+    anywhere in the file, non-UTF-8 bytes and a line longer than `max_line_chars` raise InputError
+    naming the file and line.
     """
+    lineno = 0
     try:
-        with open(path, "rb") as f:
-            if b"\x00" in f.read(8192):
-                raise InputError("binary file, not a text chat export", path)
-        with open(path, encoding="utf-8-sig", newline=None) as f:
+        with open_regular(path) as raw:
+            encoding = detect_encoding(raw.read(4096))
+            raw.seek(0)
+            f = io.TextIOWrapper(raw, encoding="utf-16" if encoding == "utf-16" else encoding, newline=None)
             rest = ""
+            first = True
             while chunk := f.read(chunk_chars):
+                if first:
+                    chunk = chunk.lstrip("\ufeff")
+                    first = False
+                _check_no_nul(chunk, path, lineno)
                 parts = (rest + chunk).split("\n")
                 rest = parts.pop()
+                if len(rest) > max_line_chars:
+                    raise InputError(f"a line longer than {max_line_chars:,} characters (no line breaks): not a "
+                                     f"text chat export, or a damaged one", path, lineno + len(parts) + 1)
+                lineno += len(parts)
                 yield from parts
             if rest:
                 yield rest
     except UnicodeDecodeError:
         read_text(path)  # raises the InputError that names the line of the bad byte
         raise InputError("not valid UTF-8", path) from None
-    except FileNotFoundError:
-        raise InputError("file not found", path) from None
     except OSError as e:
         raise InputError(f"cannot read: {e.strerror or e}", path) from None
