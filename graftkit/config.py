@@ -20,6 +20,7 @@ import argparse
 import dataclasses
 import difflib
 import json
+import re
 import types
 import typing
 from pathlib import Path
@@ -65,6 +66,8 @@ def parse_override(item: str) -> tuple[str, Any]:
         raise ConfigError(f"override {item!r} is not of the form key=value")
     key, raw = item.split("=", 1)
     key = key.strip().lstrip("-")
+    if not key:
+        raise ConfigError(f"override {item!r} has no key before '='")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
@@ -155,44 +158,97 @@ def _unknown_key(key: str, known: Sequence[str], source: str | None) -> ConfigEr
 
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
-    """Build `cls` (a dataclass) from defaults, then the file at `path`, then `key=value` overrides."""
+    """Build `cls` (a dataclass) from defaults, then the file at `path`, then `key=value` overrides.
+
+    Every value is converted to its declared type and checked against its declared range
+    (`key(..., range=(lo, hi))`); errors name the key and where it was set: the file, or the
+    command line for an override (never the file for a value the file does not hold).
+    """
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     values: dict[str, Any] = {}
+    origin: dict[str, str] = {}
     layers: list[tuple[dict[str, Any], str | None]] = []
     if path is not None:
         layers.append((read_config_file(path), str(path)))
     if overrides:
-        layers.append((dict(parse_override(o) for o in overrides), "command line"))
+        layers.append((dict(parse_override(o) for o in overrides), COMMAND_LINE))
     for data, source in layers:
         for key, value in data.items():
             if key not in fields:
                 raise _unknown_key(str(key), list(fields), source)
             values[key] = _coerce(value, hints[key], key, source)
+            origin[key] = source or ""
+            check_range(key, values[key], fields[key].metadata.get("range"), source)
     try:
         cfg = cls(**values)
     except (TypeError, ValueError) as e:
-        raise ConfigError(str(e), path) from None
+        raise ConfigError(str(e), _blame(str(e), origin, path)) from None
     validate = getattr(cfg, "validate", None)
     if callable(validate):
         try:
             validate()
         except ConfigError as e:
-            if e.path is None and path is not None:
-                raise ConfigError(e.message, path) from None
+            if e.path is None:
+                where = _blame(e.message, origin, path)
+                if where is not None:
+                    raise ConfigError(e.message, where, e.line) from None
             raise
     return cfg
+
+
+COMMAND_LINE = "command line"
+
+
+def _blame(message: str, origin: dict[str, str], path: str | Path | None) -> str | None:
+    """Where the keys named in an error message were set: the file, the command line, or both.
+
+    Why: `n_head=3` on the command line against an n_embd of 128 in the YAML used to be reported as
+    an error in the YAML file, sending the user to look for a line that is not there.
+    """
+    named = [k for k in origin if re.search(rf"\b{re.escape(k)}\b", message)]
+    sources = list(dict.fromkeys(origin[k] for k in named if origin[k]))
+    if not sources:
+        return str(path) if path is not None and not named else None
+    return " and ".join(sources)
+
+
+def check_range(key: str, value: Any, bounds: tuple[Any, Any] | None, source: str | None = None) -> None:
+    """Raise ConfigError if `value` is outside the inclusive `bounds` (lo, hi); None = open side.
+
+    Why here and not in each validate(): one rule, one message format ("valid: lo to hi"), and a
+    NaN fails it too (every comparison with NaN is false).
+    """
+    if bounds is None or value is None or isinstance(value, (bool, str, list, dict)):
+        return
+    lo, hi = bounds
+    if (lo is not None and not value >= lo) or (hi is not None and not value <= hi) or value != value:
+        raise ConfigError(f"{key}: {value!r} is out of range (valid: {_range_text(bounds)})", source)
+
+
+def _range_text(bounds: tuple[Any, Any]) -> str:
+    lo, hi = bounds
+    if lo is None:
+        return f"at most {hi}"
+    if hi is None:
+        return f"at least {lo}"
+    return f"{lo} to {hi}"
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
-def key(default: Any, help_text: str) -> Any:
-    """A config field with its `--help` text; list defaults get a fresh copy per instance."""
+def key(default: Any, help_text: str, range: tuple[Any, Any] | None = None) -> Any:  # noqa: A002
+    """A config field with its `--help` text and, optionally, its valid range (lo, hi), inclusive;
+    None leaves a side open. load_config rejects values outside it, naming the range.
+    List defaults get a fresh copy per instance."""
+    meta = {"help": help_text}
+    if range is not None:
+        meta["range"] = range
     if isinstance(default, list):
-        return dataclasses.field(default_factory=lambda: list(default), metadata={"help": help_text})
-    return dataclasses.field(default=default, metadata={"help": help_text})
+        return dataclasses.field(default_factory=lambda: list(default), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
 
 
 def config_help(cls: type) -> str:
@@ -204,6 +260,8 @@ def config_help(cls: type) -> str:
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)  # type: ignore[misc]
         help_text = f.metadata.get("help", "")
+        if f.metadata.get("range") is not None:
+            help_text += f" [valid: {_range_text(f.metadata['range'])}]"
         lines.append(f"  {f.name} = {default!r}\n      {help_text}")
     return "\n".join(lines)
 

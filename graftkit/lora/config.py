@@ -32,45 +32,49 @@ class LoraTrainConfig:
     val_file: str = _f("training_data/sharegpt_val.jsonl", "validation JSONL; '': split val_fraction off train; an "
                                                            "empty file: no validation")
     data_file: str = _f("", "one JSONL to split into train/val by conversation (overrides train_file/val_file)")
-    val_fraction: float = _f(0.1, "share of conversations held out when splitting (0-0.5; 0 = no validation)")
+    val_fraction: float = _f(0.1, "share of conversations held out when splitting (0-0.5; 0 = no validation)",
+                             range=(0.0, 1.0))
     system_prompt: str = _f("", "system message added to conversations that have none (and used by --chat)")
     chat_template: str = _f("auto", "auto (the tokenizer's own, else the preset's, else ChatML), chatml, llama-3, "
                                     "mistral, or a path to a .jinja file")
     instruction_part: str = _f("", "text opening a user turn (empty: from the preset / template family)")
     response_part: str = _f("", "text opening an assistant turn (empty: from the preset / template family)")
-    max_seq_length: int = _f(1024, "tokens per sample (256-4096); longer samples are handled per `overlong`")
+    max_seq_length: int = _f(1024, "tokens per sample (256-4096); longer samples are handled per `overlong`",
+                             range=(1, 1048576))
     overlong: Literal["truncate", "drop"] = _f("truncate", "samples over max_seq_length: truncate (keep the start) "
                                                            "or drop")
     # LoRA
-    lora_r: int = _f(16, "LoRA rank (8-16 typical; 4-128)")
-    lora_alpha: int = _f(32, "LoRA scaling alpha (16-32 typical; usually r or 2*r)")
-    lora_dropout: float = _f(0.0, "dropout on LoRA layers (0-0.1; 0 keeps Unsloth's fast path)")
+    lora_r: int = _f(16, "LoRA rank (8-16 typical; 4-128)", range=(1, 4096))
+    lora_alpha: int = _f(32, "LoRA scaling alpha (16-32 typical; usually r or 2*r)", range=(1, 65536))
+    lora_dropout: float = _f(0.0, "dropout on LoRA layers (0-0.1; 0 keeps Unsloth's fast path)", range=(0.0, 1.0))
     target_modules: list[str] = _f(["q_proj", "k_proj", "v_proj", "o_proj"],
                                    "layers to adapt; add gate_proj, up_proj, down_proj for the MLP too")
     use_rslora: bool = _f(False, "rank-stabilized LoRA (scale alpha/sqrt(r) instead of alpha/r)")
     # training
     gradient_checkpointing: bool = _f(True, "recompute activations to save memory (Unsloth's variant on GPU); "
                                             "slower on CPU")
-    epochs: int = _f(1, "passes over the training data (1-3)")
-    max_steps: int = _f(0, "stop after this many optimizer steps (0 = use epochs; e.g. 30 for a quick run)")
-    batch_size: int = _f(2, "samples per device per step (1-8)")
+    epochs: int = _f(1, "passes over the training data (1-3)", range=(1, 10000))
+    max_steps: int = _f(0, "stop after this many optimizer steps (0 = use epochs; e.g. 30 for a quick run)",
+                        range=(0, None))
+    batch_size: int = _f(2, "samples per device per step (1-8)", range=(1, 4096))
     gradient_accumulation_steps: int = _f(4, "steps to accumulate before each update (1-16); effective batch = "
-                                             "batch_size * this")
+                                             "batch_size * this", range=(1, 4096))
     learning_rate: float = _f(2e-4, "peak learning rate (5e-5 - 5e-4; 2e-4 is the usual LoRA choice)")
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = _f(
         "linear", "learning-rate schedule after warmup")
-    warmup_steps: float = _f(0.03, "warmup: a fraction of all steps if < 1, else a number of steps")
-    weight_decay: float = _f(0.01, "AdamW weight decay (0-0.1)")
+    warmup_steps: float = _f(0.03, "warmup: a fraction of all steps if < 1, else a number of steps", range=(0.0, None))
+    weight_decay: float = _f(0.01, "AdamW weight decay (0-0.1)", range=(0.0, 1.0))
     optim: str = _f("auto", "optimizer: auto (adamw_8bit on CUDA with 4-bit, else adamw_torch) or any transformers "
                             "optim name")
     eval_on_start: bool = _f(True, "evaluate once before the first step (the baseline val loss)")
-    logging_steps: int = _f(10, "log the training loss every N steps (1-100)")
-    eval_steps: int = _f(50, "evaluate val loss and perplexity every N steps")
-    save_steps: int = _f(100, "save a checkpoint every N steps (a multiple of eval_steps when early stopping)")
-    save_total_limit: int = _f(3, "checkpoints to keep (older ones are deleted; 0 = keep all)")
+    logging_steps: int = _f(10, "log the training loss every N steps (1-100)", range=(1, None))
+    eval_steps: int = _f(50, "evaluate val loss and perplexity every N steps", range=(1, None))
+    save_steps: int = _f(100, "save a checkpoint every N steps (a multiple of eval_steps when early stopping)",
+                         range=(1, None))
+    save_total_limit: int = _f(3, "checkpoints to keep (older ones are deleted; 0 = keep all)", range=(0, None))
     early_stopping_patience: int = _f(3, "stop after N evaluations without val-loss improvement (0 = off); "
-                                         "the best checkpoint is restored at the end")
-    early_stopping_threshold: float = _f(0.0, "minimum val-loss improvement that counts (0-0.05)")
+                                         "the best checkpoint is restored at the end", range=(0, None))
+    early_stopping_threshold: float = _f(0.0, "minimum val-loss improvement that counts (0-0.05)", range=(0.0, None))
     seed: int = _f(3407, "random seed for LoRA init, shuffling and the train/val split")
     resume: bool | str = _f("auto", "auto: continue from the newest checkpoint-* in output_dir; false: start "
                                      "fresh; or a checkpoint path")
@@ -82,8 +86,8 @@ class LoraTrainConfig:
     wandb: bool = _f(False, "log to Weights & Biases (needs `pip install wandb` and a login)")
     wandb_project: str = _f("graftkit", "W&B project name")
     # --chat
-    chat_max_new_tokens: int = _f(200, "--chat: longest reply in tokens")
-    chat_temperature: float = _f(0.7, "--chat: sampling temperature (0 = greedy)")
+    chat_max_new_tokens: int = _f(200, "--chat: longest reply in tokens", range=(1, 100000))
+    chat_temperature: float = _f(0.7, "--chat: sampling temperature (0 = greedy)", range=(0.0, 100.0))
 
     def validate(self) -> None:
         check_base_model(self.base_model)

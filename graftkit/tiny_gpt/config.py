@@ -24,36 +24,43 @@ class TinyGPTConfig:
                              "tokenizer.json to use; built from train_file by tokenizer_setup's code if missing")
     tokenizer_type: Literal["bpe", "char", "tiktoken"] = _h(
         "bpe", "bpe (byte-level BPE, vocab_size tokens), char (one token per character) or tiktoken (comparison)")
-    vocab_size: int = _h(512, "BPE vocabulary size incl. 256 byte tokens and the 3 speaker markers (259-512)")
-    min_char_freq: int = _h(2, "char tokenizer: characters seen fewer times than this map to <unk> (1-10)")
+    vocab_size: int = _h(512, "BPE vocabulary size incl. 256 byte tokens and the 3 speaker markers (259-512)",
+                         range=(1, 65535))
+    min_char_freq: int = _h(2, "char tokenizer: characters seen fewer times than this map to <unk> (1-10)",
+                            range=(1, 1000000))
     tiktoken_encoding: str = _h("gpt2", "tiktoken encoding name when tokenizer_type is tiktoken (needs internet)")
     # --- model ---
-    n_layer: int = _h(3, "transformer blocks (2-4)")
-    n_head: int = _h(4, "attention heads; n_embd must be divisible by it (2-4)")
-    n_embd: int = _h(128, "embedding width (128-256)")
-    block_size: int = _h(256, "context length in tokens (256-512)")
+    n_layer: int = _h(3, "transformer blocks (2-4)", range=(1, 64))
+    n_head: int = _h(4, "attention heads; n_embd must be divisible by it (2-4)", range=(1, 64))
+    n_embd: int = _h(128, "embedding width (128-256)", range=(1, 8192))
+    block_size: int = _h(256, "context length in tokens (256-512)", range=(2, 65536))
     dropout: float = _h(0.0, "dropout probability (0.0-0.2); > 0 helps only when val loss rises while train loss falls, "
-                        "and on CPU it about halves the speed")
+                        "and on CPU it about halves the speed", range=(0.0, 1.0))
     bias: bool = _h(False, "biases in Linear and LayerNorm layers like GPT-2 (false is a bit faster)")
     # --- optimiser and schedule ---
     learning_rate: float = _h(3e-3, "peak AdamW learning rate (3e-4 to 3e-3)")
     min_lr: float = _h(3e-4, "learning rate at the end of the cosine decay (~learning_rate/10)")
     decay_lr: bool = _h(True, "linear warmup then cosine decay to min_lr; false keeps learning_rate constant")
-    weight_decay: float = _h(0.1, "AdamW weight decay on 2-D weights only (0.0-0.2)")
-    beta1: float = _h(0.9, "AdamW beta1 (0.9)")
-    beta2: float = _h(0.99, "AdamW beta2 (0.95-0.999)")
-    grad_clip: float = _h(1.0, "clip the gradient norm at this value; 0 disables (0.5-1.0)")
-    warmup_iters: int = _h(50, "linear learning-rate warmup iterations (0-1000)")
-    epochs: float = _h(10, "passes over the training tokens; sets max_iters when max_iters is null (10-50)")
-    max_iters: int | None = _h(None, "total optimiser steps; null derives it from epochs and the corpus size")
-    batch_size: int = _h(12, "sequences per micro-batch (8-64)")
-    gradient_accumulation_steps: int = _h(1, "micro-batches per optimiser step (1-8)")
+    weight_decay: float = _h(0.1, "AdamW weight decay on 2-D weights only (0.0-0.2)", range=(0.0, 1.0))
+    beta1: float = _h(0.9, "AdamW beta1 (0.9)", range=(0.0, 1.0))
+    beta2: float = _h(0.99, "AdamW beta2 (0.95-0.999)", range=(0.0, 1.0))
+    grad_clip: float = _h(1.0, "clip the gradient norm at this value; 0 disables (0.5-1.0)", range=(0.0, None))
+    warmup_iters: int = _h(50, "linear learning-rate warmup iterations (0-1000)", range=(0, None))
+    epochs: float = _h(10, "passes over the training tokens; sets max_iters when max_iters is null (10-50)",
+                       range=(0.0, 100000.0))
+    max_iters: int | None = _h(None, "total optimiser steps; null derives it from epochs and the corpus size",
+                               range=(0, None))
+    batch_size: int = _h(12, "sequences per micro-batch (8-64)", range=(1, 65536))
+    gradient_accumulation_steps: int = _h(1, "micro-batches per optimiser step (1-8)", range=(1, 4096))
     # --- evaluation, early stopping, logging ---
-    eval_interval: int = _h(200, "evaluate, sample and checkpoint every this many iterations (50-1000)")
-    eval_iters: int = _h(20, "batches per split in each evaluation (10-200)")
-    log_interval: int = _h(20, "print a training line every this many iterations (1-100)")
-    patience: int = _h(5, "stop after this many evaluations without a new best val loss; 0 never stops early")
-    peak_flops: float = _h(0.0, "peak FLOP/s of one device that MFU is measured against; 0 = estimate for the device")
+    eval_interval: int = _h(200, "evaluate, sample and checkpoint every this many iterations (50-1000)",
+                            range=(1, None))
+    eval_iters: int = _h(20, "batches per split in each evaluation (10-200)", range=(1, 100000))
+    log_interval: int = _h(20, "print a training line every this many iterations (1-100)", range=(1, None))
+    patience: int = _h(5, "stop after this many evaluations without a new best val loss; 0 never stops early",
+                       range=(0, None))
+    peak_flops: float = _h(0.0, "peak FLOP/s of one device that MFU is measured against; 0 = estimate for the device",
+                           range=(0.0, None))
     progress: bool = _h(True, "tqdm progress bar (shown only on a terminal)")
     wandb: bool = _h(False, "log to Weights & Biases (pip install wandb)")
     wandb_project: str = _h("graftkit-tiny-gpt", "wandb project name")
@@ -61,10 +68,10 @@ class TinyGPTConfig:
     # --- sampling ---
     prompt: str = _h("<|them|>hey, what are you up to tonight?\n<|me|>",
                      "prompt for the samples shown at each evaluation and by --sample when none is given")
-    temperature: float = _h(0.8, "sampling temperature (0.5-1.2; lower is more conservative)")
-    top_k: int = _h(40, "sample only from the k most likely tokens; 0 disables (20-200)")
-    max_new_tokens: int = _h(120, "tokens generated per sample or chat reply (50-500)")
-    num_samples: int = _h(2, "samples generated at each evaluation and by --sample (1-10)")
+    temperature: float = _h(0.8, "sampling temperature (0.5-1.2; lower is more conservative)", range=(0.0, 100.0))
+    top_k: int = _h(40, "sample only from the k most likely tokens; 0 disables (20-200)", range=(0, 1000000))
+    max_new_tokens: int = _h(120, "tokens generated per sample or chat reply (50-500)", range=(1, 100000))
+    num_samples: int = _h(2, "samples generated at each evaluation and by --sample (1-10)", range=(0, 1000))
     # --- system ---
     out_dir: str = _h("out-tiny", "where last.pt, best.pt, metrics.jsonl and loss_curve.png go")
     init_from: Literal["auto", "scratch", "resume"] = _h(
