@@ -57,7 +57,14 @@ def main(argv: list[str] | None = None) -> int:
     from graftkit.tiny_gpt.tokenizer import (build_tokenizer, format_stats, load_tokenizer, read_text,
                                              save_tokenizer, tokenizer_stats)
 
+    from graftkit.fileio import verify_output_set
+
     cfg.check_data_files(need_val=False)
+    verify_output_set(Path(cfg.train_file).parent)  # never a corpus half-published by a killed prepare run
+    if cfg.tokenizer_type == "tiktoken":
+        from graftkit.prepare.tokenizer_report import load_tiktoken
+
+        load_tiktoken(cfg.tiktoken_encoding)  # announced, time-bounded download; build_tokenizer then reuses it
     train_text = read_text(cfg.train_file, "train_file")
     val_text = read_text(cfg.val_file, "val_file") if Path(cfg.val_file).is_file() else None
     tok = build_tokenizer(cfg.tokenizer_type, train_text, cfg.vocab_size, cfg.min_char_freq, cfg.tiktoken_encoding)

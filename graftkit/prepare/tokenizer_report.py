@@ -6,13 +6,18 @@
 - a `tokenizer.json` file of the `tokenizers` library (the tiny GPT's BPE tokenizer): samples are
   rendered as graftkit.corpus transcripts with the speaker markers;
 - a tiktoken encoding name (`cl100k_base`, `o200k_base`, `gpt2`, ...): `role: text` lines.
-tiktoken downloads its encodings on first use; offline and uncached, that is a clear error, not a
-guess.
+tiktoken downloads its encodings on first use; we print the address, bound the download by
+`GRAFTKIT_FETCH_TIMEOUT` seconds (default 30) and, offline or uncached, stop with one clear line
+that points to local alternatives: a network that accepts connections but never answers used to
+hang here with no output.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -76,21 +81,77 @@ def _tokenizers_file(path: Path) -> TokenCounter:
     return TokenCounter("tokenizers", str(path), _batched(encode, _transcript))
 
 
-def _tiktoken(name: str) -> TokenCounter:
+def fetch_timeout() -> float:
+    """Seconds any one download may take in total (GRAFTKIT_FETCH_TIMEOUT, default 30)."""
+    try:
+        return max(0.1, float(os.environ.get("GRAFTKIT_FETCH_TIMEOUT", "30")))
+    except ValueError:
+        return 30.0
+
+
+def _fetch(url: str, what: str, timeout: float) -> bytes:
+    """GET `url` within `timeout` seconds in total (connect, each read and the whole transfer)."""
+    import requests
+
+    print(f"fetching {what} from {url} (timeout {timeout:g} s) ...", file=sys.stderr, flush=True)
+    deadline = time.monotonic() + timeout
+    try:
+        with requests.get(url, timeout=(timeout, timeout), stream=True) as r:
+            r.raise_for_status()
+            parts = []
+            for part in r.iter_content(1 << 16):
+                parts.append(part)
+                if time.monotonic() > deadline:
+                    raise TimeoutError
+            return b"".join(parts)
+    except (requests.exceptions.Timeout, TimeoutError):
+        raise UserError(f"timed out after {timeout:g} s fetching {what} from {url}: the network does not answer. "
+                        f"Work offline: give --tokenizer a local tokenizer folder or tokenizer.json, or put the file "
+                        f"in TIKTOKEN_CACHE_DIR (set HF_HUB_OFFLINE=1 for Hugging Face downloads)") from None
+    except requests.exceptions.RequestException as e:
+        raise UserError(f"cannot fetch {what} from {url} ({e.__class__.__name__}); offline? give --tokenizer a "
+                        f"local tokenizer folder or tokenizer.json, or put the file in TIKTOKEN_CACHE_DIR") from None
+
+
+def load_tiktoken(name: str, timeout: float | None = None):
+    """tiktoken.get_encoding(name), with its first-use download announced and bounded in time.
+
+    Why patch tiktoken.load.read_file: tiktoken calls requests.get without a timeout, and only
+    that function knows the address (it runs only on a cache miss, so a cached encoding prints
+    nothing and needs no network).
+    """
     try:
         import tiktoken
+        import tiktoken.load as tiktoken_load
     except ImportError:
         raise UserError("tiktoken is not installed (pip install tiktoken)") from None
     if name not in tiktoken.list_encoding_names():
         raise UserError(f"--tokenizer {name!r} is not a folder, a tokenizer.json or a tiktoken encoding "
                         f"({', '.join(tiktoken.list_encoding_names())})")
+    limit = fetch_timeout() if timeout is None else timeout
+    original = tiktoken_load.read_file
+
+    def read_file(blobpath: str) -> bytes:
+        if blobpath.startswith(("http://", "https://")):
+            return _fetch(blobpath, f"tiktoken encoding {name!r}", limit)
+        return original(blobpath)
+
+    tiktoken_load.read_file = read_file
     try:
-        enc = tiktoken.get_encoding(name)
-    except Exception as e:  # noqa: BLE001 - network errors come in many types
+        return tiktoken.get_encoding(name)
+    except UserError:
+        raise
+    except Exception as e:  # noqa: BLE001 - network and cache errors come in many types
         raise UserError(
             f"tiktoken encoding {name!r} is not cached and could not be downloaded "
             f"({e.__class__.__name__}); run once with internet, or set TIKTOKEN_CACHE_DIR to a folder "
             f"holding it, or pass a local tokenizer folder instead") from None
+    finally:
+        tiktoken_load.read_file = original
+
+
+def _tiktoken(name: str) -> TokenCounter:
+    enc = load_tiktoken(name)
 
     def encode(texts: list[str]) -> list[int]:
         return [len(ids) for ids in enc.encode_ordinary_batch(texts)]
