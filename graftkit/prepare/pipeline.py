@@ -26,6 +26,8 @@ from ..errors import UserError
 from ..fileio import OutputSet
 from ..messages import Message
 from ..parsers import parse_input
+from ..parsers.placeholders import KINDS as PLACEHOLDER_KINDS
+from ..parsers.placeholders import coarse, mark
 from ..samples import ROLE_TO_SHAREGPT
 from .pii import KINDS, Scrubber
 from .senders import ask_me, match_me
@@ -177,12 +179,15 @@ def _records(training: list[Message]) -> list[tuple[str, Sample]]:
 
 def _message_lines(messages: Iterable[Message], names_out: dict, is_me: Callable[[str | None], bool],
                    batch: int = 8192) -> Iterator[str]:
-    """messages.jsonl, `batch` lines per chunk. Why so low-level: it runs once per message, so the
-    JSON fragments that repeat (conversation, sender, is_me + source) are encoded once and cached,
-    and only the text and the timestamp are encoded per line."""
+    """messages.jsonl, `batch` lines per chunk. Placeholders are kept, marked "kind": "media" or
+    "system" with their "placeholder" kind; every other line has "kind": "text".
+
+    Why so low-level: it runs once per message, so the JSON fragments that repeat (conversation,
+    sender, is_me + source + kind) are encoded once and cached, and only the text and the timestamp
+    are encoded per line."""
     head: dict[str, str] = {}
     mid: dict[str | None, str] = {}
-    tail: dict[tuple[str | None, str], str] = {}
+    tail: dict[tuple[str | None, str, str | None], str] = {}
     prev_ts: str | None = None
     ts_js = "null"
     buf: list[str] = []
@@ -198,10 +203,14 @@ def _message_lines(messages: Iterable[Message], names_out: dict, is_me: Callable
         if md is None:
             name = names_out.get(sender, sender)
             md = mid[sender] = f', "sender": {"null" if name is None else _js(name)}, "text": '
-        tl = tail.get((sender, m.source))
+        key = (sender, m.source, m.placeholder)
+        tl = tail.get(key)
         if tl is None:
-            tl = tail[(sender, m.source)] = (f', "is_me": {"true" if is_me(sender) else "false"}, '
-                                             f'"source": {_js(m.source)}}}\n')
+            ph = m.placeholder
+            mark_js = (f', "kind": "text"' if ph is None else
+                       f', "kind": "{coarse(ph)}", "placeholder": {_js(ph)}')
+            tl = tail[key] = (f', "is_me": {"true" if is_me(sender) else "false"}, '
+                              f'"source": {_js(m.source)}{mark_js}}}\n')
         buf.append(h + ts_js + md + _js(m.text) + tl)
         if len(buf) >= batch:
             yield "".join(buf)
@@ -266,6 +275,8 @@ def _prepare(opts: PrepareOptions, ask: Callable[[str], str]) -> dict[str, Any]:
         me = match_me(counts, names)
     is_me = {s: s in me for s in counts}
 
+    mark(chat)  # placeholders (media, deleted, calls, ...) before scrubbing changes their text
+
     # --- PII
     scrubber = Scrubber()
     names_out: dict[str | None, str | None] = {s: s for s in counts}
@@ -329,7 +340,8 @@ def _prepare(opts: PrepareOptions, ask: Callable[[str], str]) -> dict[str, Any]:
             "by_sender": dict(by_sender.most_common()),
             "by_source": dict(by_source.most_common()),
         },
-        "dropped": {"duplicate_message": dup_msgs, **{k: shape.dropped[k] for k in ("media", "deleted", "empty")}},
+        "dropped": {"duplicate_message": dup_msgs, **{k: shape.dropped[k] for k in PLACEHOLDER_KINDS},
+                    "empty": shape.dropped["empty"]},
         "merged_messages": shape.merged,
         "sessions": {"total": len(sessions), "with_samples": sum(1 for u in live if u.session is not None)},
         "records": len(units) - len(sessions),
