@@ -30,7 +30,7 @@ from ..parsers.placeholders import KINDS as PLACEHOLDER_KINDS
 from ..parsers.placeholders import coarse, mark
 from ..samples import ROLE_TO_SHAREGPT
 from .pii import KINDS, Scrubber
-from .senders import ask_me, match_me
+from .senders import apply_owner, ask_me, match_me, sender_aliases
 from .shaping import (Sample, Session, ShapeStats, build_sessions, dedupe_messages, group_by_conversation,
                       render_turns, session_samples)
 from .split import assign_split
@@ -268,11 +268,13 @@ def _prepare(opts: PrepareOptions, ask: Callable[[str], str]) -> dict[str, Any]:
     lap("dedupe")
 
     # --- who is me
+    apply_owner(chat, opts.me)
     counts: Counter = Counter(map(attrgetter("sender"), chat))
+    aliases = sender_aliases(chat)
     me: set[str] = set()
     if chat:
-        names = opts.me or ask_me(counts, opts.interactive, ask)
-        me = match_me(counts, names)
+        names = opts.me or ask_me(counts, opts.interactive, ask, aliases)
+        me = match_me(counts, names, aliases)
     is_me = {s: s in me for s in counts}
 
     mark(chat)  # placeholders (media, deleted, calls, ...) before scrubbing changes their text
