@@ -169,6 +169,22 @@ def _conversation_id(conv: str, label: str, kind: str, root: str, i: int, owner:
     return conv
 
 
+def _scrub_conversations(chat: list[Message], loaded: Loaded, scrubber: Scrubber) -> None:
+    """Conversation ids and input file names hold phone numbers and e-mails too ("WhatsApp Chat with
+    +44 7700 900123.txt", an iMessage handle): they get the same pseudonyms as the senders."""
+    ids: dict[str, str] = {}
+    for m in chat:
+        new = ids.get(m.conversation)
+        if new is None:
+            new = ids[m.conversation] = scrubber.scrub_name(m.conversation)
+        m.conversation = new
+    for entry in loaded.inputs:
+        entry["path"] = scrubber.scrub_name(entry["path"])
+        for f in entry["files"]:
+            f["file"] = scrubber.scrub_name(f["file"])
+        entry["skipped"] = [scrubber.scrub_name(x) for x in entry["skipped"]]
+
+
 def _records(training: list[Message]) -> list[tuple[str, Sample]]:
     """Group ShareGPT/OpenAI messages back into (conversation id, [(role, text)]) records."""
     out: list[tuple[str, Sample]] = []
@@ -285,7 +301,8 @@ def _prepare(opts: PrepareOptions, ask: Callable[[str], str]) -> dict[str, Any]:
     if opts.scrub:
         for s in counts:
             if s is not None:
-                names_out[s] = scrubber.scrub(s)
+                names_out[s] = scrubber.scrub_name(s)
+        _scrub_conversations(chat, loaded, scrubber)
         sc = scrubber.scrub
         for m in bar(chat, desc="scrubbing PII", unit="msg", mininterval=0.5):
             m.text = sc(m.text)
@@ -359,6 +376,8 @@ def _prepare(opts: PrepareOptions, ask: Callable[[str], str]) -> dict[str, Any]:
         "tokenizer": tok,
         "settings": {k: v for k, v in asdict(opts).items() if k not in ("interactive", "progress")},
     }
+    if opts.scrub:  # input paths hold numbers too ("WhatsApp Chat with +44 ...")
+        stats["settings"]["inputs"] = [scrubber.scrub_name(p) for p in opts.inputs]
     if stats["settings"]["system_prompt"] is not None:
         stats["settings"]["system_prompt"] = system_prompt
 
