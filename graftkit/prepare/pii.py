@@ -48,9 +48,9 @@ _PHONE = (
     + _PRE + r"(?:\+|00)[1-9]\d{0,2}" + _GROUP + r"{2,6}" + _POST      # +49 30 1234567, 0049 30 1234567
     + r"|" + _PRE + r"(?:1[ .-])?\(\d{3}\) ?\d{3}[ .-]?\d{4}" + _POST  # (555) 010-0123
     + r"|" + _PRE + r"(?:1[ .-])?\d{3}(?P<sep>[ .-])\d{3}(?P=sep)\d{4}" + _POST     # 555-010-0123, 555 010 0123
-    + r"|" + _PRE + r"0\d{2,4}[ /-]?\d{3,4}[ -]?\d{2,5}" + _POST       # 0171 2345678, 030/1234-567
-    + r"|" + _PRE + r"0\d(?P<fsep>[ .-])\d{2}(?P=fsep)\d{2}(?P=fsep)\d{2}(?P=fsep)\d{2}" + _POST  # FR 06 12 34 56 78
-    + r"|" + _PRE + r"0\d{1,3}[ -]\d{6,8}" + _POST                     # NL 06-12345678, 020-1234567
+    + r"|" + _PRE + r"0[1-9]\d{1,3}[ /-]?\d{3,4}[ -]?\d{2,5}" + _POST       # 0171 2345678, 030/1234-567
+    + r"|" + _PRE + r"0[1-9](?P<fsep>[ .-])\d{2}(?P=fsep)\d{2}(?P=fsep)\d{2}(?P=fsep)\d{2}" + _POST  # FR 06 12 34 56 78
+    + r"|" + _PRE + r"0[1-9]\d{0,2}[ -]\d{6,8}" + _POST                     # NL 06-12345678, 020-1234567
     + r"|" + _PRE + r"[6-9]\d{2}(?P<esep>[ .])\d{3}(?P=esep)\d{3}" + _POST  # ES 612 345 678
     + r"|" + _PRE + r"[6-9]\d{4} \d{5}" + _POST                         # IN 98765 43210
     + r"|" + _PRE + r"\(0?\d{2}\) ?9?\d{4}[ -]?\d{4}" + _POST           # AU (02) 9876 5432, BR (11) 91234-5678
@@ -68,6 +68,13 @@ SCRUB_PIECE = 4096
 _SPACE = re.compile(r"\s")
 
 _URL_TRAIL = ".,;:!?)]}'\""
+
+
+def _phone_digits_ok(s: str) -> bool:
+    """7-15 digits (E.164); a national number (no "+"/"00") has at most 12, so a 13-digit barcode
+    starting with 0 is not a phone."""
+    digits = sum(c.isdigit() for c in s)
+    return 7 <= digits <= (15 if s.startswith(("+", "00")) else 12)
 
 
 def luhn_ok(digits: str) -> bool:
@@ -151,7 +158,7 @@ class Scrubber:
             if kind == "email":
                 self.counts["EMAIL"] += 1
                 return self._pseudonym("EMAIL", s)
-            if 7 <= sum(c.isdigit() for c in s) <= 15:
+            if _phone_digits_ok(s):
                 self.counts["PHONE"] += 1
                 return self._pseudonym("PHONE", s)
             return s
@@ -176,8 +183,7 @@ class Scrubber:
                 return CARD
             return s
         # phone (the group of the 3-3-4 branch's separator is not a kind)
-        digits = sum(c.isdigit() for c in s)
-        if 7 <= digits <= 15:
+        if _phone_digits_ok(s):
             self.counts["PHONE"] += 1
             return PHONE
         return s
