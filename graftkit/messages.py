@@ -20,6 +20,14 @@ class Message:
     conversation: id of the chat/thread/channel it belongs to (file-relative when the format has none).
     source: format id, as in FORMATS.md (`whatsapp_txt`, `telegram_json`, ...).
     media: True for media placeholders and attachment-only messages.
+    placeholder: what the text stands in for when it is no real message: "media", "deleted", "call",
+        "location", "view_once", "poll" (graftkit.parsers.placeholders), else None. Set by the parser
+        where the export itself says so (WhatsApp iOS marks), otherwise by the pipeline from the
+        placeholder tables. Such messages stay in messages.jsonl, marked, and never reach training.
+    owner: True when the export itself says the device owner sent it (SMS `type="2"`, iMessage
+        `is_from_me`); its sender is then "Me" until `--me` names the person.
+    aliases: other names the export shows for the same sender (Discord display name / nickname,
+        username) so that `--me` can use any of them; one shared tuple per sender.
     """
 
     sender: str | None
@@ -28,6 +36,9 @@ class Message:
     conversation: str = ""
     source: str = ""
     media: bool = False
+    placeholder: str | None = None
+    owner: bool = False
+    aliases: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -562,7 +562,7 @@ def test_imessage_db_read_only_and_rules(tmp_path, seconds):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["chat.db"]  # no journal or wal left behind
 
 
-def test_other_sqlite_and_corrupt_db_are_not_imessage(tmp_path):
+def test_other_sqlite_is_not_imessage_and_a_corrupt_db_is_named_as_such(tmp_path):
     other = tmp_path / "other.db"
     con = sqlite3.connect(other)
     con.execute("CREATE TABLE t (x)")
@@ -571,11 +571,10 @@ def test_other_sqlite_and_corrupt_db_are_not_imessage(tmp_path):
     assert detect_format(other) is None
     corrupt = tmp_path / "chat.db"
     corrupt.write_bytes(b"SQLite format 3\x00" + b"\x00garbage" * 20)
-    assert detect_format(corrupt) is None
-    with pytest.raises(InputError):
-        parse_input(corrupt)
-    with pytest.raises(InputError):
-        parse_input(corrupt, "imessage_chatdb")
+    for fmt in (None, "imessage_chatdb"):
+        with pytest.raises(InputError) as err:
+            parse_input(corrupt, fmt)
+        assert "binary" not in err.value.message and "SQLite" in err.value.message, err.value.message
 
 
 # ------------------------------------------------------------------------------------- detection
@@ -634,3 +633,40 @@ def test_training_jsonl_errors_name_line_2(tmp_path):
     with pytest.raises(InputError) as err:
         parse_input(role)
     assert err.value.line == 2 and "narrator" in err.value.message
+
+
+def test_imessage_wal_database_is_read_without_files_beside_it(tmp_path):
+    """A live Messages database is in WAL mode with recent rows only in chat.db-wal: those are read,
+    and nothing (-shm, a new -wal) is created or changed next to the user's files."""
+    db = tmp_path / "chat.db"
+    _make_chat_db(db)
+    con = sqlite3.connect(db)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA wal_autocheckpoint=0")
+    con.execute("INSERT INTO message VALUES (7, 'only in the wal', NULL, 1, ?, 0, 0, 0, 0)",
+                (694224000 * 10**9 + 420 * 10**9,))
+    con.execute("INSERT INTO chat_message_join VALUES (1, 7)")
+    con.commit()
+    # keep the WAL as a live Messages app does: copy the files while a connection holds them open
+    live = tmp_path / "live"
+    live.mkdir()
+    for name in ("chat.db", "chat.db-wal"):
+        (live / name).write_bytes((tmp_path / name).read_bytes())
+    con.close()
+    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in live.iterdir()}
+    got = _got(live / "chat.db")
+    assert got[-1][1] == "only in the wal"
+    assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in live.iterdir()} == before
+
+
+def test_truncated_chat_db_is_named_truncated(tmp_path):
+    db = tmp_path / "chat.db"
+    _make_chat_db(db)
+    data = db.read_bytes()
+    cut = tmp_path / "cut" / "chat.db"
+    cut.parent.mkdir()
+    cut.write_bytes(data[: len(data) // 2 + 100])
+    with pytest.raises(InputError) as err:
+        parse_input(cut)
+    assert "truncated SQLite database" in err.value.message and "chat.db" in err.value.format()
+    assert sorted(p.name for p in cut.parent.iterdir()) == ["chat.db"]

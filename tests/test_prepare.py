@@ -395,10 +395,10 @@ def test_group_chat_names_are_prefixed_and_scrubbed(tmp_path: Path) -> None:
     if stats["messages"]["written"] != 5:
         pytest.skip("WhatsApp iOS parsing not complete yet")
     (row,) = read_jsonl(tmp_path / "out" / "sharegpt_format.jsonl")
-    assert row["conversations"] == [{"from": "human", "value": "Ann: who's in for tonight?\n<PHONE>: me"},
+    assert row["conversations"] == [{"from": "human", "value": "Ann: who's in for tonight?\n<PHONE_1>: me"},
                                     {"from": "gpt", "value": "count me in"}]
     assert "555" not in (tmp_path / "out" / "messages.jsonl").read_text()
-    assert stats["dropped"]["media"] == 1 and stats["messages"]["by_sender"]["<PHONE>"] == 1
+    assert stats["dropped"]["media"] == 1 and stats["messages"]["by_sender"]["<PHONE_1>"] == 1
 
 
 def test_cli_without_me_lists_senders(tmp_path: Path) -> None:
@@ -460,3 +460,34 @@ def test_cli_help_documents_every_flag() -> None:
                  "--keep-duplicates"):
         assert flag in r.stdout
     assert "python prepare_training_data.py training_data/sample_chat --me Sam --out training_data" in r.stdout
+
+
+def test_unsaved_numbers_stay_distinct_people_in_every_file(tmp_path: Path) -> None:
+    """Three unsaved contacts in a group: three pseudonyms, three turns; the same number in a second
+    file (and in that file's name) gets the same pseudonym; numbers leave no trace in any output."""
+    nums = ["+44 7700 900123", "+44 7700 900456", "+1 202 555 0147"]
+    lines = []
+    for i in range(6):
+        lines.append(f"31/12/2023, 21:{10 * i:02d} - {nums[i % 3]}: message {i} from number {i % 3}")
+        lines.append(f"31/12/2023, 21:{10 * i + 1:02d} - Sam: reply {i}")
+    group = tmp_path / "group.txt"
+    group.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    direct = tmp_path / f"WhatsApp Chat with {nums[1]}.txt"
+    direct.write_text(f"01/01/2024, 10:00 - {nums[1]}: happy new year\n01/01/2024, 10:01 - Sam: you too\n",
+                      encoding="utf-8")
+    out = tmp_path / "out"
+    stats = prepare(PrepareOptions([str(group), str(direct)], out=str(out), me=["Sam"], progress=False,
+                                   val_fraction=0, merge_gap=3600.0))
+    rows = read_jsonl(out / "messages.jsonl")
+    by_text = {r["text"]: r["sender"] for r in rows}
+    senders = [by_text[f"message {i} from number {i % 3}"] for i in range(3)]
+    assert len(set(senders)) == 3 and all(s.startswith("<PHONE_") for s in senders)
+    assert by_text["happy new year"] == senders[1]
+    assert {r["conversation"] for r in rows} == {"group.txt", f"WhatsApp Chat with {senders[1]}.txt"}
+    everything = "".join(p.read_text(encoding="utf-8") for p in out.iterdir())
+    for n in nums:
+        assert n not in everything and n.replace(" ", "") not in everything
+    assert "7700" not in everything
+    assert stats["messages"]["by_sender"][senders[0]] == 2
+    sample = read_jsonl(out / "sharegpt_format.jsonl")[0]["conversations"]
+    assert sample[0]["value"] == f"{senders[0]}: message 0 from number 0"  # its own turn, its own name

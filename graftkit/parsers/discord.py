@@ -65,6 +65,20 @@ def _author_name(author: Any) -> str | None:
     return name
 
 
+def _display_names(author: Any, sender: str | None) -> tuple[str, ...]:
+    """The names people know a Discord user by besides the username: server nickname and global
+    display name (`nickname`, `globalName`/`displayName` where the exporter writes them), and the
+    bare username of a legacy `name#1234` account."""
+    if not isinstance(author, dict):
+        return ()
+    names = []
+    for key in ("nickname", "globalName", "displayName", "global_name", "name"):
+        v = author.get(key)
+        if isinstance(v, str) and v.strip() and v != sender and v not in names:
+            names.append(v)
+    return tuple(names)
+
+
 def _parse_json(path: Path) -> list[Message]:
     data, msgs = load_json_messages(path, "DiscordChatExporter export",
                                     "export incomplete or not a DiscordChatExporter JSON")
@@ -72,6 +86,7 @@ def _parse_json(path: Path) -> list[Message]:
     guild = data.get("guild") if isinstance(data.get("guild"), dict) else {}
     conv = "/".join(str(x) for x in (guild.get("name"), channel.get("name")) if x)
     out: list[Message] = []
+    aliases: dict[tuple, tuple[str, ...]] = {}  # one shared tuple per (name, nickname, display name)
     for i, m in enumerate(msgs):
         if not isinstance(m, dict):
             raise InputError(f"message {i} is not an object", path)
@@ -86,8 +101,14 @@ def _parse_json(path: Path) -> list[Message]:
         except ValueError:
             raise InputError(f"message {i} (id {m.get('id')}): unreadable timestamp {ts!r}", path) from None
         media = not text and any(m.get(k) for k in ("attachments", "stickers", "embeds"))
-        out.append(Message(sender=_author_name(m.get("author")), text=text, timestamp=timestamp,
-                           conversation=conv, source=JSON_NAME, media=media))
+        author = m.get("author")
+        sender = _author_name(author)
+        names = _display_names(author, sender)
+        alias = aliases.get(names)
+        if alias is None:
+            alias = aliases[names] = names
+        out.append(Message(sender=sender, text=text, timestamp=timestamp,
+                           conversation=conv, source=JSON_NAME, media=media, aliases=alias))
     return out
 
 

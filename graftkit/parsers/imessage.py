@@ -1,7 +1,11 @@
-"""macOS Messages `chat.db` (SQLite), opened read-only.
+"""macOS Messages `chat.db` (SQLite), opened without ever writing next to it.
 
-Why read-only (`file:...?mode=ro`): this is the user's live message store; a training kit must never
-be able to change it, not even by creating a journal.
+Why: this is the user's live message store; a training kit must never change it, not even by
+creating `-wal`/`-shm` files beside it (plain `mode=ro` does that for a WAL database). Without a
+`-wal` file the database is opened `mode=ro&immutable=1` (no locks, no side files); with one, the
+database and its WAL are copied to a private temp folder first, so the newest messages (still in
+the WAL) are read too and nothing is created beside the original. A truncated file, a file that is
+not a readable database, or one that stays locked is reported as such, naming the file.
 
 Rules: `date` is nanoseconds since 2001-01-01 UTC (seconds on macOS before 10.13); the owner's
 messages (`is_from_me`) are sent by "Me", others by their handle (phone number or e-mail, the database
@@ -13,8 +17,13 @@ text "" and media=True. All chats are merged in chronological order.
 
 from __future__ import annotations
 
+import os
+import shutil
 import sqlite3
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from ..errors import InputError
 from ..messages import Message
@@ -27,8 +36,69 @@ _REQUIRED = {"message", "handle", "chat_message_join"}
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    uri = path.resolve().as_uri() + "?mode=ro"
+    """Read-only and immutable: SQLite takes no locks and creates no -wal/-shm/-journal files."""
+    uri = path.resolve().as_uri() + "?mode=ro&immutable=1"
     return sqlite3.connect(uri, uri=True)
+
+
+def sqlite_problem(path: Path) -> str | None:
+    """Why an SQLite file cannot be a complete database, from its 100-byte header; None if it looks whole.
+
+    Header: page size at bytes 16-17 (1 means 65536), page count at 28-31 (valid when the change
+    counter at 24-27 equals the version-valid-for number at 92-95).
+    """
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(100)
+    except OSError as e:
+        return f"cannot read: {e.strerror or e}"
+    if len(head) < 100:
+        return f"truncated SQLite database ({size} bytes, shorter than its header)"
+    page = int.from_bytes(head[16:18], "big")
+    page = 65536 if page == 1 else page
+    if page < 512 or page & (page - 1):
+        return "corrupt SQLite header (invalid page size)"
+    pages = int.from_bytes(head[28:32], "big")
+    if head[24:28] == head[92:96] and pages and size < pages * page:
+        return (f"truncated SQLite database: {size} bytes, the header says {pages * page} "
+                f"(an incomplete copy? copy chat.db again with Messages closed)")
+    if size % page:
+        return f"truncated SQLite database: {size} bytes is not a whole number of {page}-byte pages"
+    return None
+
+
+@contextmanager
+def open_chat_db(path: Path) -> Iterator[sqlite3.Connection]:
+    """A read-only connection that never writes beside `path` (see the module docstring)."""
+    wal = path.with_name(path.name + "-wal")
+    tmp = None
+    try:
+        if wal.exists() and wal.stat().st_size > 0:
+            tmp = tempfile.mkdtemp(prefix="graftkit-chatdb-")
+            os.chmod(tmp, 0o700)
+            copy = Path(tmp) / "chat.db"
+            shutil.copyfile(path, copy)
+            shutil.copyfile(wal, Path(tmp) / "chat.db-wal")
+            con = sqlite3.connect(copy.as_uri() + "?mode=ro", uri=True)
+        else:
+            con = _connect(path)
+        try:
+            yield con
+        finally:
+            con.close()
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _explain(e: sqlite3.Error, path: Path) -> str:
+    msg = str(e)
+    if "locked" in msg or "busy" in msg:
+        return f"the Messages database is locked ({msg}); quit Messages or copy chat.db first"
+    if "malformed" in msg or "not a database" in msg or "disk I/O" in msg:
+        return f"damaged or truncated SQLite database ({msg}); copy chat.db again with Messages closed"
+    return f"cannot read Messages database: {msg}"
 
 
 def _tables(con: sqlite3.Connection) -> set[str]:
@@ -36,16 +106,19 @@ def _tables(con: sqlite3.Connection) -> set[str]:
 
 
 def _detect(sniff: Sniff) -> bool:
-    """An SQLite file with the tables `message`, `handle` and `chat_message_join`."""
+    """An SQLite file with the tables `message`, `handle` and `chat_message_join`, or an SQLite file
+    that cannot be read at all (truncated, damaged, locked): parsing then names the real cause
+    instead of the caller calling it an unknown binary file."""
     if not sniff.raw.startswith(b"SQLite format 3\x00"):
         return False
+    if sqlite_problem(sniff.path) is not None:
+        return True
     try:
-        con = _connect(sniff.path)
-        try:
+        with open_chat_db(sniff.path) as con:
             return _REQUIRED <= _tables(con)
-        finally:
-            con.close()
-    except (sqlite3.Error, OSError, ValueError):
+    except (sqlite3.Error, OSError):
+        return True
+    except ValueError:
         return False
 
 
@@ -101,59 +174,65 @@ def _columns(con: sqlite3.Connection, table: str) -> set[str]:
 
 
 def _parse(path: Path) -> list[Message]:
+    problem = sqlite_problem(path)
+    if problem is not None:
+        raise InputError(problem, path)
     try:
-        con = _connect(path)
-    except (sqlite3.Error, OSError, ValueError) as e:
-        raise InputError(f"cannot open SQLite database: {e}", path) from None
-    try:
-        tables = _tables(con)
-        if not _REQUIRED <= tables:
-            raise InputError("SQLite file without the Messages tables (message, handle, chat_message_join)", path)
-        cols = _columns(con, "message")
-        filters = ["1=1"]
-        if "item_type" in cols:
-            filters.append("COALESCE(m.item_type, 0) = 0")
-        if "associated_message_type" in cols:
-            filters.append("NOT (COALESCE(m.associated_message_type, 0) BETWEEN 2000 AND 3999)")
-        has_att = "m.cache_has_attachments" if "cache_has_attachments" in cols else "0"
-        for needed in ("text", "is_from_me", "date", "handle_id"):
-            if needed not in cols:
-                raise InputError(f"table message has no column {needed!r}", path)
-        body_col = "m.attributedBody" if "attributedBody" in cols else "NULL"
-        if "chat" not in tables:
-            raise InputError("SQLite file without the table chat", path)
-        query = _QUERY.format(body=body_col, has_att=has_att, filters=" AND ".join(filters))
-        out: list[Message] = []
-        seen: set[int] = set()
-        for rowid, text, body, from_me, date, handle, attach, display, ident in con.execute(query):
-            if rowid in seen:  # a message joined to two chats: keep it once
-                continue
-            seen.add(rowid)
-            if text is None and isinstance(body, bytes):
-                text = decode_attributed_body(body)
-            if isinstance(text, bytes):
-                text = text.decode("utf-8", errors="replace")
-            text = text if isinstance(text, str) else ""
-            handle = str(handle) if handle is not None else None
-            media = bool(attach)
-            if "\ufffc" in text:
-                text = text.replace("\ufffc", "").strip()
-                media = True
-            if not text and not media:
-                continue  # nothing written and nothing attached (e.g. an unsent/retracted message)
-            media = media and not text
-            sender = OWNER if from_me else handle
-            try:
-                timestamp = apple_time(date)
-            except ValueError:
-                raise InputError(f"message ROWID {rowid}: date out of range {date!r}", path) from None
-            out.append(Message(sender=sender, text=text, timestamp=timestamp,
-                               conversation=str(display or ident or handle or ""), source=NAME, media=media))
-        return out
+        with open_chat_db(path) as con:
+            return _read(con, path)
     except sqlite3.Error as e:
-        raise InputError(f"cannot read Messages database: {e}", path) from None
-    finally:
-        con.close()
+        raise InputError(_explain(e, path), path) from None
+    except OSError as e:
+        raise InputError(f"cannot read: {e.strerror or e}", path) from None
+
+
+def _read(con: sqlite3.Connection, path: Path) -> list[Message]:
+    """Every message of an open Messages database, in chronological order."""
+    tables = _tables(con)
+    if not _REQUIRED <= tables:
+        raise InputError("SQLite file without the Messages tables (message, handle, chat_message_join)", path)
+    cols = _columns(con, "message")
+    filters = ["1=1"]
+    if "item_type" in cols:
+        filters.append("COALESCE(m.item_type, 0) = 0")
+    if "associated_message_type" in cols:
+        filters.append("NOT (COALESCE(m.associated_message_type, 0) BETWEEN 2000 AND 3999)")
+    has_att = "m.cache_has_attachments" if "cache_has_attachments" in cols else "0"
+    for needed in ("text", "is_from_me", "date", "handle_id"):
+        if needed not in cols:
+            raise InputError(f"table message has no column {needed!r}", path)
+    body_col = "m.attributedBody" if "attributedBody" in cols else "NULL"
+    if "chat" not in tables:
+        raise InputError("SQLite file without the table chat", path)
+    query = _QUERY.format(body=body_col, has_att=has_att, filters=" AND ".join(filters))
+    out: list[Message] = []
+    seen: set[int] = set()
+    for rowid, text, body, from_me, date, handle, attach, display, ident in con.execute(query):
+        if rowid in seen:  # a message joined to two chats: keep it once
+            continue
+        seen.add(rowid)
+        if text is None and isinstance(body, bytes):
+            text = decode_attributed_body(body)
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", errors="replace")
+        text = text if isinstance(text, str) else ""
+        handle = str(handle) if handle is not None else None
+        media = bool(attach)
+        if "\ufffc" in text:
+            text = text.replace("\ufffc", "").strip()
+            media = True
+        if not text and not media:
+            continue  # nothing written and nothing attached (e.g. an unsent/retracted message)
+        media = media and not text
+        sender = OWNER if from_me else handle
+        try:
+            timestamp = apple_time(date)
+        except ValueError:
+            raise InputError(f"message ROWID {rowid}: date out of range {date!r}", path) from None
+        out.append(Message(sender=sender, text=text, timestamp=timestamp,
+                           conversation=str(display or ident or handle or ""), source=NAME, media=media,
+                           owner=bool(from_me)))
+    return out
 
 
 PARSERS = [

@@ -21,7 +21,7 @@ from ..messages import Message
 from .base import Parser, Sniff, read_text, utc_iso
 
 NAME = "sms_backup_restore_xml"
-OWNER = "Me"  # sent messages: the export has no name for the phone's owner
+OWNER = "Me"  # sent messages: the export has no name for the phone's owner (`owner=True`; --me names it)
 
 _ROOT = re.compile(r"^\s*(?:<\?[^>]*\?>\s*|<!--.*?-->\s*)*<smses[\s>/]", re.S)
 _SURROGATE_RUN = re.compile(r"(?:&#(?:\d{5}|[xX][dD][89a-fA-F][0-9a-fA-F]{2});)+")
@@ -77,7 +77,7 @@ def _sms(el: ET.Element, path: Path, line: int | None) -> Message | None:
     contact = _name(el) or address
     sender = contact if kind == "1" else OWNER
     return Message(sender=sender, text=el.get("body") or "", timestamp=_epoch_ms(el.get("date"), path, line),
-                   conversation=contact or "", source=NAME)
+                   conversation=contact or "", source=NAME, owner=kind != "1")
 
 
 def _mms(el: ET.Element, path: Path, line: int | None) -> Message | None:
@@ -102,7 +102,7 @@ def _mms(el: ET.Element, path: Path, line: int | None) -> Message | None:
     else:
         sender = OWNER
     return Message(sender=sender, text="\n".join(texts), timestamp=_epoch_ms(el.get("date"), path, line),
-                   conversation=contact or address or "", source=NAME, media=media)
+                   conversation=contact or address or "", source=NAME, media=media, owner=box != "1")
 
 
 def _parse(path: Path) -> list[Message]:

@@ -30,6 +30,8 @@ from typing import Callable, Iterable, Iterator, NamedTuple
 from ..errors import InputError
 from ..messages import Message
 from .base import Parser, Sniff, iter_lines
+from .placeholders import MEDIA_KINDS, placeholder_kind
+from .placeholders import index as placeholder_index
 
 SOURCE = "whatsapp_txt"
 LRM = "\u200e"   # LEFT-TO-RIGHT MARK: starts iOS media/system lines; removed from senders and texts
@@ -46,22 +48,6 @@ _PROBE = re.compile(
     r"(?(1)\] | [-\u2013] )")
 
 _DIGITS = re.compile(r"\d+")
-
-# Whole texts (U+200E removed) that stand for a photo, video, voice note, sticker or document.
-_MEDIA = re.compile(
-    r"<(?:Media omitted|Medien ausgeschlossen|Multimedia omitido|Médias omis|Media weggelaten"
-    r"|Mídia oculta|Media omessi|Medya dahil edilmedi)>"
-    r"|<attached: [^\n>]*>"
-    r"|(?:image|video|audio|sticker|GIF|document|Contact card|Kontaktkarte|Bild|Audio|Video|Sticker"
-    r"|Dokument) (?:omitted|weggelassen)"
-    r"|(?:imagen|video|audio|sticker|GIF|documento) omitid[oa]"
-    r"|[^\n]+ document omitted")
-_MEDIA_ENDS = (">", "omitted", "weggelassen", "omitido", "omitida")
-# Deleted-message placeholders: they carry a sender, so they are messages, never system lines.
-_DELETED = re.compile(
-    r"(?:This message was deleted|You deleted this message|Diese Nachricht wurde gelöscht"
-    r"|Du hast diese Nachricht gelöscht|Se eliminó este mensaje|Eliminaste este mensaje)\.?")
-
 
 class Shape(NamedTuple):
     """What one file's headers look like; all headers of a file must have the same shape."""
@@ -143,10 +129,6 @@ def _time_part(raw: str, twelve_hour: bool) -> str | None:
     return f"T{h:02d}:{mi:02d}:{sec:02d}"
 
 
-def _is_media(text: str) -> bool:
-    return text.endswith(_MEDIA_ENDS) and _MEDIA.fullmatch(text) is not None
-
-
 def _parse(path: Path) -> list[Message]:
     """Find the first header (it fixes the file's shape), then hand the rest to the single pass."""
     lines = iter_lines(path)
@@ -183,7 +165,8 @@ def _parse_lines(path: Path, lines: Iterator[str], lineno: int, shape: Shape) ->
     day/month order of the whole file is known.
     """
     match = header_regex(shape).match
-    is_media = _MEDIA.fullmatch
+    idx = placeholder_index()
+    exact, edges = idx.exact, idx.edges
     twelve, ios = shape.twelve_hour, shape.ios
     msgs: list[Message] = []
     append = msgs.append
@@ -224,19 +207,26 @@ def _parse_lines(path: Path, lines: Iterator[str], lineno: int, shape: Shape) ->
         else:  # Android system line: "X added Y", "Messages and calls are end-to-end encrypted..."
             cur = None
             continue
+        kind = exact.get(text)
+        if kind is None and text and (text[0] in edges or text[-1] in edges or "://" in text):
+            kind = placeholder_kind(text)
         if LRM in text:
-            # iOS system lines: "<group name>: \u200eX added Y", the line itself not starting with U+200E
-            # (media and deleted lines start with it too); after a rename the "sender" is the new name.
-            if ios and not lrm and text.startswith(LRM):
+            # iOS starts the text of every attachment, deleted message and system line with U+200E, in
+            # every language. The line itself starts with U+200E for attachments and deleted messages
+            # (they have a real sender); group events ("<group name>: \u200eX added Y") do not, and
+            # are no messages at all (after a rename the "sender" is the new group name).
+            if ios and text.startswith(LRM):
                 clean = text.replace(LRM, "")
-                if not (_is_media(clean) or _DELETED.fullmatch(clean)):
+                kind = kind or placeholder_kind(clean)
+                if not lrm and kind is None:
                     cur = None
                     continue
+                kind = kind or "media"
             text = text.replace(LRM, "")
         sender = senders.get(raw_sender)
         if sender is None:
             sender = senders[raw_sender] = raw_sender.replace(LRM, "")
-        cur = Message(sender, text, t, "", SOURCE, text.endswith(_MEDIA_ENDS) and is_media(text) is not None)
+        cur = Message(sender, text, t, "", SOURCE, kind in MEDIA_KINDS, kind)
         append(cur)
     if cont and cur is not None:
         _append_lines(cur, cont)

@@ -26,9 +26,11 @@ from ..errors import UserError
 from ..fileio import OutputSet
 from ..messages import Message
 from ..parsers import parse_input
+from ..parsers.placeholders import KINDS as PLACEHOLDER_KINDS
+from ..parsers.placeholders import coarse, mark
 from ..samples import ROLE_TO_SHAREGPT
 from .pii import KINDS, Scrubber
-from .senders import ask_me, match_me
+from .senders import apply_owner, ask_me, match_me, sender_aliases
 from .shaping import (Sample, Session, ShapeStats, build_sessions, dedupe_messages, group_by_conversation,
                       render_turns, session_samples)
 from .split import assign_split
@@ -167,6 +169,22 @@ def _conversation_id(conv: str, label: str, kind: str, root: str, i: int, owner:
     return conv
 
 
+def _scrub_conversations(chat: list[Message], loaded: Loaded, scrubber: Scrubber) -> None:
+    """Conversation ids and input file names hold phone numbers and e-mails too ("WhatsApp Chat with
+    +44 7700 900123.txt", an iMessage handle): they get the same pseudonyms as the senders."""
+    ids: dict[str, str] = {}
+    for m in chat:
+        new = ids.get(m.conversation)
+        if new is None:
+            new = ids[m.conversation] = scrubber.scrub_name(m.conversation)
+        m.conversation = new
+    for entry in loaded.inputs:
+        entry["path"] = scrubber.scrub_name(entry["path"])
+        for f in entry["files"]:
+            f["file"] = scrubber.scrub_name(f["file"])
+        entry["skipped"] = [scrubber.scrub_name(x) for x in entry["skipped"]]
+
+
 def _records(training: list[Message]) -> list[tuple[str, Sample]]:
     """Group ShareGPT/OpenAI messages back into (conversation id, [(role, text)]) records."""
     out: list[tuple[str, Sample]] = []
@@ -177,12 +195,15 @@ def _records(training: list[Message]) -> list[tuple[str, Sample]]:
 
 def _message_lines(messages: Iterable[Message], names_out: dict, is_me: Callable[[str | None], bool],
                    batch: int = 8192) -> Iterator[str]:
-    """messages.jsonl, `batch` lines per chunk. Why so low-level: it runs once per message, so the
-    JSON fragments that repeat (conversation, sender, is_me + source) are encoded once and cached,
-    and only the text and the timestamp are encoded per line."""
+    """messages.jsonl, `batch` lines per chunk. Placeholders are kept, marked "kind": "media" or
+    "system" with their "placeholder" kind; every other line has "kind": "text".
+
+    Why so low-level: it runs once per message, so the JSON fragments that repeat (conversation,
+    sender, is_me + source + kind) are encoded once and cached, and only the text and the timestamp
+    are encoded per line."""
     head: dict[str, str] = {}
     mid: dict[str | None, str] = {}
-    tail: dict[tuple[str | None, str], str] = {}
+    tail: dict[tuple[str | None, str, str | None], str] = {}
     prev_ts: str | None = None
     ts_js = "null"
     buf: list[str] = []
@@ -198,10 +219,14 @@ def _message_lines(messages: Iterable[Message], names_out: dict, is_me: Callable
         if md is None:
             name = names_out.get(sender, sender)
             md = mid[sender] = f', "sender": {"null" if name is None else _js(name)}, "text": '
-        tl = tail.get((sender, m.source))
+        key = (sender, m.source, m.placeholder)
+        tl = tail.get(key)
         if tl is None:
-            tl = tail[(sender, m.source)] = (f', "is_me": {"true" if is_me(sender) else "false"}, '
-                                             f'"source": {_js(m.source)}}}\n')
+            ph = m.placeholder
+            mark_js = (f', "kind": "text"' if ph is None else
+                       f', "kind": "{coarse(ph)}", "placeholder": {_js(ph)}')
+            tl = tail[key] = (f', "is_me": {"true" if is_me(sender) else "false"}, '
+                              f'"source": {_js(m.source)}{mark_js}}}\n')
         buf.append(h + ts_js + md + _js(m.text) + tl)
         if len(buf) >= batch:
             yield "".join(buf)
@@ -259,12 +284,16 @@ def _prepare(opts: PrepareOptions, ask: Callable[[str], str]) -> dict[str, Any]:
     lap("dedupe")
 
     # --- who is me
+    apply_owner(chat, opts.me)
     counts: Counter = Counter(map(attrgetter("sender"), chat))
+    aliases = sender_aliases(chat)
     me: set[str] = set()
     if chat:
-        names = opts.me or ask_me(counts, opts.interactive, ask)
-        me = match_me(counts, names)
+        names = opts.me or ask_me(counts, opts.interactive, ask, aliases)
+        me = match_me(counts, names, aliases)
     is_me = {s: s in me for s in counts}
+
+    mark(chat)  # placeholders (media, deleted, calls, ...) before scrubbing changes their text
 
     # --- PII
     scrubber = Scrubber()
@@ -272,7 +301,8 @@ def _prepare(opts: PrepareOptions, ask: Callable[[str], str]) -> dict[str, Any]:
     if opts.scrub:
         for s in counts:
             if s is not None:
-                names_out[s] = scrubber.scrub(s)
+                names_out[s] = scrubber.scrub_name(s)
+        _scrub_conversations(chat, loaded, scrubber)
         sc = scrubber.scrub
         for m in bar(chat, desc="scrubbing PII", unit="msg", mininterval=0.5):
             m.text = sc(m.text)
@@ -329,7 +359,8 @@ def _prepare(opts: PrepareOptions, ask: Callable[[str], str]) -> dict[str, Any]:
             "by_sender": dict(by_sender.most_common()),
             "by_source": dict(by_source.most_common()),
         },
-        "dropped": {"duplicate_message": dup_msgs, **{k: shape.dropped[k] for k in ("media", "deleted", "empty")}},
+        "dropped": {"duplicate_message": dup_msgs, **{k: shape.dropped[k] for k in PLACEHOLDER_KINDS},
+                    "empty": shape.dropped["empty"]},
         "merged_messages": shape.merged,
         "sessions": {"total": len(sessions), "with_samples": sum(1 for u in live if u.session is not None)},
         "records": len(units) - len(sessions),
@@ -345,6 +376,8 @@ def _prepare(opts: PrepareOptions, ask: Callable[[str], str]) -> dict[str, Any]:
         "tokenizer": tok,
         "settings": {k: v for k, v in asdict(opts).items() if k not in ("interactive", "progress")},
     }
+    if opts.scrub:  # input paths hold numbers too ("WhatsApp Chat with +44 ...")
+        stats["settings"]["inputs"] = [scrubber.scrub_name(p) for p in opts.inputs]
     if stats["settings"]["system_prompt"] is not None:
         stats["settings"]["system_prompt"] = system_prompt
 

@@ -3,7 +3,8 @@
 Why forgiving: the same person shows up as "Sam", "sam" and "Sam Smith" across exports from different
 phones and apps. Matching is case- and whitespace-insensitive but exact, several `--me` names may be
 given, and a name that matches nobody is an error that lists the closest senders, never a silent
-empty dataset.
+empty dataset. A name matches a sender's display names too (Discord nickname/global name), and
+messages an export marks as the device owner's (SMS, iMessage: "Me") take the first `--me` name.
 """
 
 from __future__ import annotations
@@ -11,9 +12,38 @@ from __future__ import annotations
 import difflib
 import sys
 from collections import Counter
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from ..errors import UserError
+from ..messages import Message
+
+
+def apply_owner(messages: Iterable[Message], me: Sequence[str] | None) -> int:
+    """Messages the export marks as the device owner's (SMS, iMessage) become `me[0]`'s.
+
+    Why: those exports have no name for the owner ("Me"), so one `--me "Alex Kim"` must cover them
+    next to a WhatsApp export where the person is "Alex Kim". Returns how many were renamed.
+    """
+    if not me:
+        return 0
+    name, n = me[0], 0
+    for m in messages:
+        if m.owner:
+            m.sender = name
+            n += 1
+    return n
+
+
+def sender_aliases(messages: Iterable[Message]) -> dict[str, set[str]]:
+    """sender -> the other names the export shows for them (from Message.aliases)."""
+    out: dict[str, set[str]] = {}
+    seen: set[tuple] = set()
+    for m in messages:
+        a = m.aliases
+        if a and m.sender is not None and (m.sender, a) not in seen:
+            seen.add((m.sender, a))
+            out.setdefault(m.sender, set()).update(a)
+    return out
 
 
 def norm_name(name: str | None) -> str:
@@ -35,12 +65,21 @@ def sender_table(counts: Counter, limit: int = 30) -> str:
     return "\n".join(lines)
 
 
-def match_me(counts: Counter, names: Sequence[str]) -> set[str]:
-    """The senders that `names` refer to; UserError naming close matches when one matches nobody."""
+def match_me(counts: Counter, names: Sequence[str], aliases: dict[str, set[str]] | None = None) -> set[str]:
+    """The senders that `names` refer to; UserError naming close matches when one matches nobody.
+
+    aliases: sender -> other names the export shows for them (Discord display name and nickname);
+    `--me` may use any of them.
+    """
     by_norm: dict[str, list[str]] = {}
     for s in counts:
         if s is not None:
             by_norm.setdefault(norm_name(s), []).append(s)
+    for s, other in (aliases or {}).items():
+        for a in other:
+            hits = by_norm.setdefault(norm_name(a), [])
+            if s not in hits:
+                hits.append(s)
     me: set[str] = set()
     for name in names:
         key = norm_name(name)
@@ -58,7 +97,8 @@ def match_me(counts: Counter, names: Sequence[str]) -> set[str]:
     return me
 
 
-def ask_me(counts: Counter, interactive: bool, ask: Callable[[str], str] = input) -> list[str]:
+def ask_me(counts: Counter, interactive: bool, ask: Callable[[str], str] = input,
+           aliases: dict[str, set[str]] | None = None) -> list[str]:
     """No --me given: show the senders; on a terminal ask for one, otherwise fail with the hint."""
     print("Senders in the input (messages):")
     print(sender_table(counts))
@@ -79,7 +119,7 @@ def ask_me(counts: Counter, interactive: bool, ask: Callable[[str], str] = input
         if not names:
             continue
         try:
-            match_me(counts, names)
+            match_me(counts, names, aliases)
             return names
         except UserError as e:
             print(e.message)

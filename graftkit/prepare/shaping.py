@@ -6,8 +6,9 @@ The stages, each one linear pass:
    the data. Messages with a timestamp are keyed by sender+timestamp+text regardless of the
    conversation id; keys repeated from another conversation that overlaps this one substantially
    are dropped. Repeats inside one conversation ("ok" twice in the same minute) are real and kept.
-2. `clean_text`: media placeholders, deleted-message placeholders and empty texts are dropped (they
-   teach the model to say "<Media omitted>"); WhatsApp's " <This message was edited>" suffix is cut.
+2. `clean_text`: placeholders (media, deleted, calls, locations, view-once, polls: see
+   graftkit/parsers/placeholders.py) and empty texts are dropped (they teach the model to say
+   "<Media omitted>"), counted by kind; WhatsApp's " <This message was edited>" suffix is cut.
 3. `build_sessions`: per conversation, consecutive messages of one sender within `merge_gap` become
    one turn (joined with "\\n"), and a silence longer than `session_gap` starts a new session.
    Conversations without timestamps are one session, or chunks of `window_turns` turns.
@@ -25,32 +26,11 @@ from datetime import datetime
 from typing import Iterable, Sequence
 
 from ..messages import Message
+from ..parsers.placeholders import index as _placeholder_index
+from ..parsers.placeholders import placeholder_kind
 
-# Lower-cased texts that are media placeholders in some export (WhatsApp Android/iOS in a few
-# languages, bracketed placeholders of other tools) or call notices written as a message.
-MEDIA_TEXTS = frozenset({
-    "<media omitted>", "<medien ausgeschlossen>", "<médias omis>", "<multimedia omitido>",
-    "<media weggelaten>", "<mídia oculta>", "<arquivo de mídia oculto>", "<media omessi>",
-    "<multimedia omessi>", "<pliki pominięte>",
-    "[photo]", "[image]", "[sticker]", "[video]", "[voice message]", "[audio]", "[file]", "[gif]",
-    "[photos]", "[videos]", "[contact]", "[location]",
-    "null",  # WhatsApp writes "null" for view-once media
-    "missed voice call", "missed video call", "voice call", "video call",
-})
-MEDIA_SUFFIXES = tuple(f"{kind} omitted" for kind in (
-    "image", "video", "audio", "sticker", "gif", "document", "contact card", "photo", "media")) + (
-    "bild weggelassen", "video weggelassen", "audio weggelassen", "sticker weggelassen", "gif weggelassen",
-    "dokument weggelassen", "image absente", "vidéo absente", "imagen omitida", "video omitido",
-    "audio omitido", "sticker omitido")
-MEDIA_PREFIXES = ("<attached:", "<angehängt:", "<anexo:", "<adjunto:", "<pièce jointe :")
-DELETED_TEXTS = frozenset({
-    "this message was deleted", "you deleted this message", "this message was deleted.",
-    "diese nachricht wurde gelöscht.", "diese nachricht wurde gelöscht", "du hast diese nachricht gelöscht.",
-    "du hast diese nachricht gelöscht", "se eliminó este mensaje.", "eliminaste este mensaje.",
-    "ce message a été supprimé", "vous avez supprimé ce message", "questo messaggio è stato eliminato",
-    "deleted message", "message deleted",
-    "waiting for this message. this may take a while.", "waiting for this message",
-})
+_EXACT = _placeholder_index().exact
+
 EDITED_SUFFIXES = ("<This message was edited>", "<Diese Nachricht wurde bearbeitet>",
                    "<Se editó este mensaje.>", "<Ce message a été modifié>")
 _LRM = "\u200e"
@@ -58,26 +38,29 @@ _LRM = "\u200e"
 _EPOCH = datetime(1970, 1, 1)
 
 
-def _case_variants(texts: Iterable[str]) -> set[str]:
-    return {v for t in texts for v in (t, t.capitalize(), t.title(), t.upper())}
-
-
-# Fast path: a text that does not start or end with one of these, is not one of the exact
-# placeholders and does not end with "omitted" needs no cleaning (almost every chat message).
+# Fast path: a text that does not start or end with one of these needs no cleaning (almost every
+# chat message); placeholders were marked before (graftkit.parsers.placeholders.mark).
 _EDGE = frozenset("<>[]\u200e \t\r\n\f\v")
-_DROP_EXACT = frozenset(_case_variants(MEDIA_TEXTS) | _case_variants(DELETED_TEXTS)
-                        | _case_variants(s for s in MEDIA_SUFFIXES if not s.endswith("omitted")))
 
 
 def needs_cleaning(t: str) -> bool:
     """False for the common text that clean_text would return unchanged (cheap: no lower-casing)."""
-    return (not t or t[0] in _EDGE or t[-1] in _EDGE or t in _DROP_EXACT or t.endswith("omitted"))
+    return not t or t[0] in _EDGE or t[-1] in _EDGE
 
 
-def clean_text(text: str, media: bool) -> tuple[str | None, str | None]:
-    """Return (clean text, None) or (None, drop reason) with reason media/deleted/empty."""
+def clean_text(text: str, media: bool, placeholder: str | None = None) -> tuple[str | None, str | None]:
+    """Return (clean text, None) or (None, drop reason): a placeholder kind (media, deleted, call,
+    location, view_once, poll) or "empty". Placeholders are recognised here too when not yet marked."""
+    if placeholder is not None:
+        return None, placeholder
     if media:
         return None, "media"
+    if not needs_cleaning(text) and text not in _EXACT:
+        kind = None
+    else:
+        kind = placeholder_kind(text)
+    if kind is not None:
+        return None, kind
     if not needs_cleaning(text):
         return text, None
     t = text.strip()
@@ -89,12 +72,6 @@ def clean_text(text: str, media: bool) -> tuple[str | None, str | None]:
                 break
     if not t:
         return None, "empty"
-    if len(t) <= 60:
-        low = t.lower()
-        if low in MEDIA_TEXTS or low.endswith(MEDIA_SUFFIXES) or low.startswith(MEDIA_PREFIXES):
-            return None, "media"
-        if low in DELETED_TEXTS:
-            return None, "deleted"
     return t, None
 
 
@@ -183,7 +160,7 @@ class Session:
 
 @dataclass
 class ShapeStats:
-    dropped: Counter = field(default_factory=Counter)  # media / deleted / empty
+    dropped: Counter = field(default_factory=Counter)  # placeholder kind (media, deleted, call, ...) / empty
     merged: int = 0  # messages folded into the previous turn of the same sender
 
 
@@ -223,7 +200,7 @@ def build_sessions(
     """
     stats = stats if stats is not None else ShapeStats()
     parse_time = to_seconds
-    edge, drop_exact = _EDGE, _DROP_EXACT
+    edge = _EDGE
     sessions: list[Session] = []
     dropped = stats.dropped
     merged = 0
@@ -239,9 +216,8 @@ def build_sessions(
         prev_ts_t: float | None = None
         for m in msgs:
             text = m.text
-            if m.media or not text or text[0] in edge or text[-1] in edge or text in drop_exact \
-                    or text.endswith("omitted"):
-                text, reason = clean_text(text, m.media)
+            if m.placeholder is not None or m.media or not text or text[0] in edge or text[-1] in edge:
+                text, reason = clean_text(text, m.media, m.placeholder)
                 if text is None:
                     dropped[reason] += 1
                     continue
