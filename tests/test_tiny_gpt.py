@@ -109,7 +109,7 @@ def test_attention_is_causal():
 
 
 def test_optimizer_groups_and_lr_schedule(data_dir, tmp_path):
-    from graftkit.tiny_gpt.train import lr_at, make_optimizer
+    from train_tiny_gpt import get_lr, make_optimizer
 
     cfg = tiny_cfg(data_dir, tmp_path, bias=True, warmup_iters=10, max_iters=100)
     m = TinyGPT(ModelArgs(vocab_size=40, block_size=32, n_layer=2, n_head=2, n_embd=32, bias=True))
@@ -118,7 +118,7 @@ def test_optimizer_groups_and_lr_schedule(data_dir, tmp_path):
     assert decay["weight_decay"] == cfg.weight_decay and no_decay["weight_decay"] == 0.0
     assert all(p.dim() == 2 for p in decay["params"]) and all(p.dim() == 1 for p in no_decay["params"])
     assert len(decay["params"]) + len(no_decay["params"]) == len(list(m.parameters()))
-    lrs = [lr_at(i, cfg, 100) for i in range(101)]
+    lrs = [get_lr(i, cfg, 100) for i in range(101)]
     assert lrs[0] < lrs[9] < lrs[10] == pytest.approx(cfg.learning_rate)
     assert lrs[100] == pytest.approx(cfg.min_lr) and all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
 
@@ -198,7 +198,7 @@ def test_console_log_format(trained):
 
 
 def test_max_iters_derived_from_epochs(data_dir, tmp_path):
-    from graftkit.tiny_gpt.train import derive_max_iters
+    from graftkit.tiny_gpt.data import derive_max_iters
 
     cfg = tiny_cfg(data_dir, tmp_path, max_iters=None, epochs=10, batch_size=8, block_size=32,
                    gradient_accumulation_steps=2)
@@ -211,7 +211,7 @@ def _state(path: Path) -> dict:
 
 
 def test_exact_resume_is_bit_identical(data_dir, tmp_path):
-    from graftkit.tiny_gpt.train import train
+    from train_tiny_gpt import train
 
     kw = dict(max_iters=14, eval_interval=5, gradient_accumulation_steps=2, dropout=0.1)
     train(tiny_cfg(data_dir, tmp_path / "straight", **kw), log=quiet)
@@ -238,7 +238,7 @@ def test_exact_resume_is_bit_identical(data_dir, tmp_path):
 
 
 def test_resume_refuses_other_tokenizer_or_shape(data_dir, tmp_path):
-    from graftkit.tiny_gpt.train import train
+    from train_tiny_gpt import train
 
     out = tmp_path / "run"
     train(tiny_cfg(data_dir, out, max_iters=2, eval_interval=2), log=quiet)
@@ -286,7 +286,7 @@ def test_rng_state_round_trip_weights_only(tmp_path):
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path, monkeypatch):
-    from graftkit.tiny_gpt import train as train_mod
+    import train_tiny_gpt as train_mod
 
     out = tmp_path / "run"
     calls = {"n": 0}
@@ -308,10 +308,10 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path, monke
 
 
 def test_early_stopping_after_patience_evaluations(data_dir, tmp_path, monkeypatch):
-    from graftkit.tiny_gpt import train as train_mod
+    import train_tiny_gpt as train_mod
 
     vals = iter([2.0, 1.5, 1.6, 1.55, 1.7, 1.4])  # best at iter 5, then no better for 3 evaluations
-    monkeypatch.setattr(train_mod.Trainer, "evaluate", lambda self: {"train": 1.0, "val": next(vals)})
+    monkeypatch.setattr(train_mod, "estimate_loss", lambda *a: {"train": 1.0, "val": next(vals)})
     logs = []
     s = train_mod.train(tiny_cfg(data_dir, tmp_path / "run", max_iters=100, eval_interval=5, patience=3,
                                  num_samples=0), log=logs.append)
@@ -327,45 +327,46 @@ def test_early_stopping_after_patience_evaluations(data_dir, tmp_path, monkeypat
 
 
 def test_dtype_auto_fp32_on_cpu_without_native_bf16(monkeypatch):
-    from graftkit.tiny_gpt import train as train_mod
+    from graftkit.tiny_gpt import runtime
 
-    native = train_mod.cpu_fast_bf16()
+    native = runtime.cpu_fast_bf16()
     assert native == (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
     if not native:  # e.g. an AVX2-only CPU: emulated bf16 is far slower than fp32
-        assert train_mod.resolve_dtype("auto", "cpu")[0] == torch.float32
-    monkeypatch.setattr(train_mod, "cpu_fast_bf16", lambda: False)
-    assert train_mod.resolve_dtype("auto", "cpu")[0] == torch.float32
-    monkeypatch.setattr(train_mod, "cpu_fast_bf16", lambda: True)
-    assert train_mod.resolve_dtype("auto", "cpu")[0] == torch.bfloat16
+        assert runtime.resolve_dtype("auto", "cpu")[0] == torch.float32
+    monkeypatch.setattr(runtime, "cpu_fast_bf16", lambda: False)
+    assert runtime.resolve_dtype("auto", "cpu")[0] == torch.float32
+    monkeypatch.setattr(runtime, "cpu_fast_bf16", lambda: True)
+    assert runtime.resolve_dtype("auto", "cpu")[0] == torch.bfloat16
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert train_mod.resolve_dtype("auto", "cuda")[0] == torch.bfloat16  # Ampere or newer
+    assert runtime.resolve_dtype("auto", "cuda")[0] == torch.bfloat16  # Ampere or newer
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
-    assert train_mod.resolve_dtype("auto", "cuda:1") == (torch.float16, "GPU without bf16: fp16 autocast + GradScaler")
-    assert train_mod.resolve_dtype("auto", "mps")[0] == torch.float32
-    assert train_mod.resolve_dtype("bfloat16", "cpu")[0] == torch.bfloat16  # an explicit choice is kept
+    assert runtime.resolve_dtype("auto", "cuda:1") == (torch.float16, "GPU without bf16: fp16 autocast + GradScaler")
+    assert runtime.resolve_dtype("auto", "mps")[0] == torch.float32
+    assert runtime.resolve_dtype("bfloat16", "cpu")[0] == torch.bfloat16  # an explicit choice is kept
     with pytest.raises(ConfigError, match="float16 is not supported on CPU"):
-        train_mod.resolve_dtype("float16", "cpu")
+        runtime.resolve_dtype("float16", "cpu")
 
 
 def test_device_auto_prefers_cuda_then_mps(monkeypatch):
-    from graftkit.tiny_gpt import train as train_mod
+    from graftkit.tiny_gpt import runtime
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
-    assert train_mod.resolve_device("auto") == "cpu"
+    assert runtime.resolve_device("auto") == "cpu"
     with pytest.raises(ConfigError, match="device=cuda but CUDA is not available"):
-        train_mod.resolve_device("cuda")
+        runtime.resolve_device("cuda")
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
-    assert train_mod.resolve_device("auto") == "mps"
+    assert runtime.resolve_device("auto") == "mps"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert train_mod.resolve_device("auto") == "cuda" and train_mod.resolve_device("cuda:1") == "cuda:1"
+    assert runtime.resolve_device("auto") == "cuda" and runtime.resolve_device("cuda:1") == "cuda:1"
 
 
 def test_fp16_uses_grad_scaler(data_dir, tmp_path, monkeypatch):
     """What auto picks on pre-Ampere GPUs; run here through CPU fp16 autocast to exercise the scaler path."""
-    from graftkit.tiny_gpt import train as train_mod
+    import train_tiny_gpt as train_mod
+    from graftkit.tiny_gpt import runtime
 
-    monkeypatch.setattr(train_mod, "resolve_dtype", lambda name, device: (torch.float16, "test"))
+    monkeypatch.setattr(runtime, "resolve_dtype", lambda name, device: (torch.float16, "test"))
     s = train_mod.train(tiny_cfg(data_dir, tmp_path / "fp16", max_iters=4, eval_interval=4, num_samples=0), log=quiet)
     ckpt = _state(tmp_path / "fp16/last.pt")
     assert s["iters"] == 4 and ckpt["scaler"]["scale"] > 0 and ckpt["scaler"]["_growth_tracker"] == 4
@@ -373,7 +374,7 @@ def test_fp16_uses_grad_scaler(data_dir, tmp_path, monkeypatch):
 
 
 def test_wandb_is_off_by_default_and_optional(data_dir, tmp_path, monkeypatch):
-    from graftkit.tiny_gpt.train import train
+    from train_tiny_gpt import train
 
     assert TinyGPTConfig().wandb is False
     monkeypatch.setitem(sys.modules, "wandb", None)  # not installed
@@ -396,7 +397,7 @@ def test_tokenizer_is_built_when_missing(data_dir, tmp_path):
 @pytest.mark.slow
 def test_compile_option_trains(data_dir, tmp_path):
     """compile=true (torch.compile; on CPU it needs a C++ compiler): same loop, checkpoint without _orig_mod."""
-    from graftkit.tiny_gpt.train import train
+    from train_tiny_gpt import train
 
     s = train(tiny_cfg(data_dir, tmp_path / "c", max_iters=4, eval_interval=4, num_samples=1, compile=True), log=quiet)
     ckpt = _state(tmp_path / "c/last.pt")
@@ -405,7 +406,7 @@ def test_compile_option_trains(data_dir, tmp_path):
 
 
 def test_ddp_gloo_world_size_one(data_dir, tmp_path, monkeypatch):
-    from graftkit.tiny_gpt.train import train
+    from train_tiny_gpt import train
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -425,7 +426,7 @@ TRAINED_LOG: list[str] = []
 
 @pytest.fixture(scope="module")
 def trained(data_dir, tmp_path_factory):
-    from graftkit.tiny_gpt.train import train
+    from train_tiny_gpt import train
 
     out = tmp_path_factory.mktemp("trained")
     cfg = tiny_cfg(data_dir, out, max_iters=30, eval_interval=15, dropout=0.0)
@@ -436,7 +437,7 @@ def trained(data_dir, tmp_path_factory):
 
 def test_chat_answers_as_me_with_piped_stdin(trained):
     from graftkit.tiny_gpt.generate import chat
-    from graftkit.tiny_gpt.train import load_for_inference
+    from graftkit.tiny_gpt.checkpoints import load_for_inference
 
     model, tok, path, _ = load_for_inference(trained)
     assert path.name == "best.pt"
