@@ -281,7 +281,7 @@ def train(cfg: TinyGPTConfig, log: Callable[[str], None] = print, interrupt_at: 
                                 evals_since_best += 1
                             last_eval_iter = iter_num
                             bpc_val = val_loss / math.log(2) / data.val_chars_per_token
-                            ppl = math.exp(min(val_loss, 700.0))  # exp overflows past ~709
+                            ppl = math.exp(val_loss) if val_loss < 700 else math.inf  # exp overflows past ~709
                             say(f"eval iter {iter_num} | train loss {train_loss:.4f} | val loss {val_loss:.4f} | val "
                                 f"ppl {ppl:.2f} | val bpc {bpc_val:.3f} | epoch {sampler.epoch_progress:.2f}"
                                 + (" | new best" if improved else f" | best {best_val_loss:.4f} @ {best_iter}"))

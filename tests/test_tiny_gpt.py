@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import math
@@ -587,3 +588,95 @@ def test_ctrl_c_saves_last_and_exits_130(data_dir, tmp_path):
     assert "Traceback" not in stderr and "interrupted" in stderr
     ckpt = _state(out / "last.pt")
     assert ckpt["iter"] >= 1
+
+
+# ----------------------------------------------------------------------------- hostile settings (issue 14)
+
+def _strict_json_rows(path: Path) -> list[dict]:
+    import json
+
+    def no_nan(name):
+        raise ValueError(f"{name} is not valid JSON")
+
+    return [json.loads(line, parse_constant=no_nan) for line in path.read_text().splitlines()]
+
+
+def test_learning_rate_inf_never_saves_a_broken_model(data_dir, tmp_path):
+    import train_tiny_gpt
+
+    out = tmp_path / "inf"
+    with pytest.raises(train_tiny_gpt.TrainingDiverged, match=r"loss became nan at iter 1; .* last good checkpoint "
+                                                               r"is .*last\.pt \(iter 0\)"):
+        train_tiny_gpt.train(tiny_cfg(data_dir, out, learning_rate=math.inf, min_lr=0.0, eval_interval=5), log=quiet)
+    ckpt = _state(out / "last.pt")
+    assert ckpt["iter"] == 0 and all(torch.isfinite(v).all() for v in ckpt["model"].values())
+    assert _strict_json_rows(out / "metrics.jsonl")[0]["kind"] == "eval"
+
+
+def test_learning_rate_100_gives_valid_metrics_and_finite_checkpoints(data_dir, tmp_path):
+    """Huge but finite losses: perplexity overflows (exp(800)); metrics.jsonl must stay valid JSON."""
+    import train_tiny_gpt
+
+    out = tmp_path / "lr100"
+    with contextlib.suppress(train_tiny_gpt.TrainingDiverged):
+        train_tiny_gpt.train(tiny_cfg(data_dir, out, learning_rate=100.0, min_lr=0.0, warmup_iters=0, max_iters=20,
+                                      eval_interval=4, num_samples=0, grad_clip=0.0), log=quiet)
+    rows = _strict_json_rows(out / "metrics.jsonl")
+    assert any(r["kind"] == "eval" and r["iter"] > 0 and r["val_ppl"] is None for r in rows)  # exp() overflowed
+    for name in ("last.pt", "best.pt"):
+        assert all(torch.isfinite(v).all() for v in _state(out / name)["model"].values())
+
+
+def test_nonfinite_weights_are_never_saved_on_ctrl_c(data_dir, tmp_path, monkeypatch):
+    """The loss of the poisoned step is still finite; the weights are not: Ctrl-C must keep the old last.pt."""
+    import train_tiny_gpt
+
+    real_make = train_tiny_gpt.make_optimizer
+    steps = {"n": 0}
+
+    def poisoning_optimizer(model, cfg, device_type):
+        opt = real_make(model, cfg, device_type)
+        real_step = opt.step
+
+        def step(*a, **kw):
+            out = real_step(*a, **kw)
+            steps["n"] += 1
+            if steps["n"] == 2:
+                with torch.no_grad():
+                    model.ln_f.weight[0] = float("nan")
+            return out
+
+        opt.step = step
+        return opt
+
+    monkeypatch.setattr(train_tiny_gpt, "make_optimizer", poisoning_optimizer)
+    out = tmp_path / "run"
+    with pytest.raises(train_tiny_gpt.TrainingDiverged, match=r"weights became NaN or infinite by iter 2; nothing saved"):
+        train_tiny_gpt.train(tiny_cfg(data_dir, out, eval_interval=100, num_samples=0), log=quiet, interrupt_at=2)
+    assert _state(out / "last.pt")["iter"] == 0
+
+
+@pytest.mark.parametrize("bad, pattern", [
+    ("out_dir", r"out_dir .*: .*afile is a file, not a folder"),
+    ("tokenizer_path", r"tokenizer_path .* is a folder; it must name a tokenizer \.json file"),
+    ("n_embd=100000", r"this model needs at least [\d,.]+ GiB to train .* but only [\d,.]+ GiB is available"),
+    ("n_layer=200000", r"this model needs at least [\d,.]+ GiB"),
+])
+def test_paths_and_sizes_that_cannot_work_are_one_line_errors(data_dir, tmp_path, capsys, bad, pattern):
+    import train_tiny_gpt
+
+    cfg = tiny_cfg(data_dir, tmp_path / "out")
+    overrides = {"train_file": cfg.train_file, "val_file": cfg.val_file, "tokenizer_path": cfg.tokenizer_path,
+                 "tokenizer_type": "char", "out_dir": cfg.out_dir, "device": "cpu", "n_head": 4}
+    if bad == "out_dir":
+        (tmp_path / "afile").write_text("x")
+        overrides["out_dir"] = str(tmp_path / "afile" / "run")
+    elif bad == "tokenizer_path":
+        overrides["tokenizer_path"] = str(tmp_path)
+    else:
+        overrides.update([bad.split("=")])
+    t0 = time.perf_counter()
+    assert train_tiny_gpt.main(["--config", "tiny_gpt_config.yaml", *(f"{k}={v}" for k, v in overrides.items())]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and re.search(pattern, err[0]), err
+    assert time.perf_counter() - t0 < 30 and not (tmp_path / "out" / "last.pt").exists()
