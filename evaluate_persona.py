@@ -35,7 +35,7 @@ import time
 import warnings
 from pathlib import Path
 
-from graftkit.errors import InputError, UserError, cli_main
+from graftkit.errors import InputError, UserError, cli_main, run_script
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -146,4 +146,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)  # sys.exit(main()), except inside IPython/Jupyter

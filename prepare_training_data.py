@@ -27,7 +27,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from graftkit.errors import cli_main
+from graftkit.errors import cli_main, run_script
 from graftkit.parsers import FORMAT_NAMES, ZIP_LIMITS
 from graftkit.prepare.pipeline import PrepareOptions, parse_duration, prepare
 
@@ -158,4 +158,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)  # sys.exit(main()), except inside IPython/Jupyter

@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from graftkit.config import add_config_args, config_help, load_config
-from graftkit.errors import cli_main
+from graftkit.errors import cli_main, run_script
 from graftkit.tiny_gpt.config import TinyGPTConfig
 
 FLAG_KEYS = {"type": "tokenizer_type", "vocab_size": "vocab_size", "min_char_freq": "min_char_freq",
@@ -79,4 +78,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)  # sys.exit(main()), except inside IPython/Jupyter

@@ -18,12 +18,11 @@ from the newest checkpoint in output_dir (resume=false starts over).
 from __future__ import annotations
 
 import argparse
-import sys
 import warnings
 from pathlib import Path
 
 from graftkit.config import add_config_args, config_help, load_config
-from graftkit.errors import ConfigError, cli_main
+from graftkit.errors import ConfigError, cli_main, run_script
 from graftkit.lora.config import LoraTrainConfig
 
 # Names people bring from TRL / transformers / other trainers, for "unknown key" errors.
@@ -78,4 +77,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)  # sys.exit(main()), except inside IPython/Jupyter

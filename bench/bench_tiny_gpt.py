@@ -52,7 +52,7 @@ import torch  # noqa: E402
 
 from graftkit.tiny_gpt.model import ModelArgs, TinyGPT  # noqa: E402
 from graftkit.tiny_gpt.tokenizer import build_bpe_tokenizer, load_tokenizer, save_tokenizer, split_sessions  # noqa: E402
-from graftkit.tiny_gpt.train import default_peak_flops  # noqa: E402
+from graftkit.tiny_gpt.runtime import default_peak_flops  # noqa: E402
 
 CACHE = ROOT / "bench" / ".cache"
 RESULTS = ROOT / "bench" / "results" / "tiny_gpt.json"
@@ -215,7 +215,7 @@ def main() -> int:
     tok_path, val = prepare(args)
     vocab = load_tokenizer(tok_path).vocab_size
     peak, peak_how = default_peak_flops("cpu", torch.float32)
-    from graftkit.tiny_gpt.train import cpu_fast_bf16
+    from graftkit.tiny_gpt.runtime import cpu_fast_bf16
 
     results: dict = {"machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                                  "torch": torch.__version__, "threads": torch.get_num_threads(),

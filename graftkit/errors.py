@@ -7,6 +7,7 @@ real bugs. They deserve `error: path:line: what is wrong` and a non-zero exit, n
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -42,24 +43,75 @@ class ConfigError(UserError):
     """A config file or `key=value` override that is invalid."""
 
 
-def cli_main(func: F) -> Callable[..., int]:
-    """Run a script's main(); print a UserError as one `error:` line on stderr and exit 2.
+class ScriptFailed(Exception):
+    """A script run inside IPython/Jupyter failed: shown there as its one `error:` line, not a traceback.
 
-    KeyboardInterrupt exits 130 quietly (the training loops save before re-raising it).
+    Why not SystemExit: in a notebook that prints "An exception has occurred ... SystemExit: 2" and a
+    warning about exiting the kernel. IPython renders an exception with `_render_traceback_` as the lines
+    it returns, and the cell still fails, so "Run all" stops at the failing step."""
+
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.message, self.code = message, code
+
+    def _render_traceback_(self) -> list[str]:
+        return [self.message]
+
+
+def cli_main(func: F) -> Callable[..., int]:
+    """Run a script's `main(argv)`: a UserError becomes one `error:` line and exit status 2, Ctrl-C 130.
+
+    The same script works from a shell, `!python` and a notebook (`%run script.py ...` or
+    `script.main([...])`): argv=None in a kernel ignores the kernel's own `-f kernel.json`; under IPython
+    a failure raises ScriptFailed (one line, no SystemExit) instead of returning a status, argparse's
+    exits are caught, and the loss-curve PNGs the run wrote are shown inline at the end.
     """
 
     @functools.wraps(func)
-    def wrapper(*args, **kwargs) -> int:
+    def wrapper(argv: list[str] | None = None, **kwargs) -> int:
+        from . import notebook
+
+        ipython = notebook.ipython_shell() is not None
+        argv = notebook.script_argv(argv)
+        notebook.forget_figures()
+        saved_argv0 = sys.argv[0] if sys.argv else ""
+        if ipython:  # argparse names the program after sys.argv[0]: the script, not ipykernel_launcher.py
+            module_file = getattr(sys.modules.get(func.__module__), "__file__", None)
+            sys.argv[:1] = [os.path.basename(module_file or saved_argv0)]
+        message = None
         try:
-            rc = func(*args, **kwargs)
-            return 0 if rc is None else int(rc)
+            rc = func(argv, **kwargs)
+            rc = 0 if rc is None else int(rc)
         except UserError as e:
-            print(f"error: {e.format()}", file=sys.stderr)
-            return 2
+            message, rc = f"error: {e.format()}", 2
         except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
-            return 130
+            message, rc = "interrupted", 130
         except BrokenPipeError:  # e.g. `... | head`
-            return 0
+            rc = 0
+        except SystemExit as e:  # argparse: --help (0) or a usage error (2, message already printed)
+            if not ipython:
+                raise
+            rc = e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+            message = f"exit status {rc}"
+        finally:
+            if ipython:
+                sys.argv[:1] = [saved_argv0]
+        if ipython:
+            notebook.show_figures()
+            if rc != 0:
+                raise ScriptFailed(message or f"exit status {rc}", rc)
+        elif message:
+            print(message, file=sys.stderr)
+        return rc
 
     return wrapper
+
+
+def run_script(main: Callable[..., int]) -> None:
+    """`if __name__ == "__main__": run_script(main)`: sys.exit(main()) from a shell; under IPython's
+    `%run` just main(), which raises ScriptFailed on failure rather than exiting the kernel."""
+    rc = main()
+    from . import notebook
+
+    if notebook.ipython_shell() is None:
+        sys.exit(rc)

@@ -1,4 +1,7 @@
-"""Loss-curve PNGs for both trainers, written atomically (one place for the matplotlib set-up)."""
+"""Loss-curve PNGs for both trainers, written atomically (one place for the matplotlib set-up).
+
+Every PNG written here is also remembered by graftkit.notebook, so a script run in a notebook shows
+its final loss curve inline when it ends."""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .fileio import atomic_path
+from .notebook import remember_figure
 
 # (label, x values, y values, matplotlib format string, extra line keyword arguments)
 Series = tuple[str, Sequence[float], Sequence[float], str, dict]
@@ -36,3 +40,16 @@ def save_loss_curve(path: Path, series: list[Series], xlabel: str, title: str,
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
+    remember_figure(path)
+
+
+def plot_tiny_gpt_losses(history: list[dict], path: Path) -> None:
+    """The tiny GPT's curve from its metrics rows: noisy per-batch train loss, eval train and val loss."""
+    train = [r for r in history if r.get("kind") == "train" and r.get("loss") is not None]
+    evals = [r for r in history if r.get("kind") == "eval" and r.get("val_loss") is not None]
+    iters = [r["iter"] for r in evals]
+    save_loss_curve(path, [
+        ("train (batch)", [r["iter"] for r in train], [r["loss"] for r in train], "-", {"alpha": 0.4, "lw": 1}),
+        ("train (eval)", iters, [r["train_loss"] for r in evals], "o-", {}),
+        ("val", iters, [r["val_loss"] for r in evals], "o-", {}),
+    ], xlabel="iteration", title="tiny GPT loss")

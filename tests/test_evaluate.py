@@ -360,7 +360,7 @@ def test_end_to_end_tiny_gpt_is_deterministic(tmp_path, capsys):
     from graftkit.config import load_config
     from graftkit.corpus import render_corpus
     from graftkit.tiny_gpt.config import TinyGPTConfig
-    from graftkit.tiny_gpt.train import train
+    from train_tiny_gpt import train
 
     data = tmp_path / "data"
     data.mkdir()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import math
@@ -109,7 +110,7 @@ def test_attention_is_causal():
 
 
 def test_optimizer_groups_and_lr_schedule(data_dir, tmp_path):
-    from graftkit.tiny_gpt.train import lr_at, make_optimizer
+    from train_tiny_gpt import get_lr, make_optimizer
 
     cfg = tiny_cfg(data_dir, tmp_path, bias=True, warmup_iters=10, max_iters=100)
     m = TinyGPT(ModelArgs(vocab_size=40, block_size=32, n_layer=2, n_head=2, n_embd=32, bias=True))
@@ -118,7 +119,7 @@ def test_optimizer_groups_and_lr_schedule(data_dir, tmp_path):
     assert decay["weight_decay"] == cfg.weight_decay and no_decay["weight_decay"] == 0.0
     assert all(p.dim() == 2 for p in decay["params"]) and all(p.dim() == 1 for p in no_decay["params"])
     assert len(decay["params"]) + len(no_decay["params"]) == len(list(m.parameters()))
-    lrs = [lr_at(i, cfg, 100) for i in range(101)]
+    lrs = [get_lr(i, cfg, 100) for i in range(101)]
     assert lrs[0] < lrs[9] < lrs[10] == pytest.approx(cfg.learning_rate)
     assert lrs[100] == pytest.approx(cfg.min_lr) and all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
 
@@ -198,7 +199,7 @@ def test_console_log_format(trained):
 
 
 def test_max_iters_derived_from_epochs(data_dir, tmp_path):
-    from graftkit.tiny_gpt.train import derive_max_iters
+    from graftkit.tiny_gpt.data import derive_max_iters
 
     cfg = tiny_cfg(data_dir, tmp_path, max_iters=None, epochs=10, batch_size=8, block_size=32,
                    gradient_accumulation_steps=2)
@@ -211,7 +212,7 @@ def _state(path: Path) -> dict:
 
 
 def test_exact_resume_is_bit_identical(data_dir, tmp_path):
-    from graftkit.tiny_gpt.train import train
+    from train_tiny_gpt import train
 
     kw = dict(max_iters=14, eval_interval=5, gradient_accumulation_steps=2, dropout=0.1)
     train(tiny_cfg(data_dir, tmp_path / "straight", **kw), log=quiet)
@@ -238,7 +239,7 @@ def test_exact_resume_is_bit_identical(data_dir, tmp_path):
 
 
 def test_resume_refuses_other_tokenizer_or_shape(data_dir, tmp_path):
-    from graftkit.tiny_gpt.train import train
+    from train_tiny_gpt import train
 
     out = tmp_path / "run"
     train(tiny_cfg(data_dir, out, max_iters=2, eval_interval=2), log=quiet)
@@ -286,7 +287,7 @@ def test_rng_state_round_trip_weights_only(tmp_path):
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path, monkeypatch):
-    from graftkit.tiny_gpt import train as train_mod
+    import train_tiny_gpt as train_mod
 
     out = tmp_path / "run"
     calls = {"n": 0}
@@ -308,10 +309,10 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path, monke
 
 
 def test_early_stopping_after_patience_evaluations(data_dir, tmp_path, monkeypatch):
-    from graftkit.tiny_gpt import train as train_mod
+    import train_tiny_gpt as train_mod
 
     vals = iter([2.0, 1.5, 1.6, 1.55, 1.7, 1.4])  # best at iter 5, then no better for 3 evaluations
-    monkeypatch.setattr(train_mod.Trainer, "evaluate", lambda self: {"train": 1.0, "val": next(vals)})
+    monkeypatch.setattr(train_mod, "estimate_loss", lambda *a: {"train": 1.0, "val": next(vals)})
     logs = []
     s = train_mod.train(tiny_cfg(data_dir, tmp_path / "run", max_iters=100, eval_interval=5, patience=3,
                                  num_samples=0), log=logs.append)
@@ -327,45 +328,46 @@ def test_early_stopping_after_patience_evaluations(data_dir, tmp_path, monkeypat
 
 
 def test_dtype_auto_fp32_on_cpu_without_native_bf16(monkeypatch):
-    from graftkit.tiny_gpt import train as train_mod
+    from graftkit.tiny_gpt import runtime
 
-    native = train_mod.cpu_fast_bf16()
+    native = runtime.cpu_fast_bf16()
     assert native == (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
     if not native:  # e.g. an AVX2-only CPU: emulated bf16 is far slower than fp32
-        assert train_mod.resolve_dtype("auto", "cpu")[0] == torch.float32
-    monkeypatch.setattr(train_mod, "cpu_fast_bf16", lambda: False)
-    assert train_mod.resolve_dtype("auto", "cpu")[0] == torch.float32
-    monkeypatch.setattr(train_mod, "cpu_fast_bf16", lambda: True)
-    assert train_mod.resolve_dtype("auto", "cpu")[0] == torch.bfloat16
+        assert runtime.resolve_dtype("auto", "cpu")[0] == torch.float32
+    monkeypatch.setattr(runtime, "cpu_fast_bf16", lambda: False)
+    assert runtime.resolve_dtype("auto", "cpu")[0] == torch.float32
+    monkeypatch.setattr(runtime, "cpu_fast_bf16", lambda: True)
+    assert runtime.resolve_dtype("auto", "cpu")[0] == torch.bfloat16
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert train_mod.resolve_dtype("auto", "cuda")[0] == torch.bfloat16  # Ampere or newer
+    assert runtime.resolve_dtype("auto", "cuda")[0] == torch.bfloat16  # Ampere or newer
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
-    assert train_mod.resolve_dtype("auto", "cuda:1") == (torch.float16, "GPU without bf16: fp16 autocast + GradScaler")
-    assert train_mod.resolve_dtype("auto", "mps")[0] == torch.float32
-    assert train_mod.resolve_dtype("bfloat16", "cpu")[0] == torch.bfloat16  # an explicit choice is kept
+    assert runtime.resolve_dtype("auto", "cuda:1") == (torch.float16, "GPU without bf16: fp16 autocast + GradScaler")
+    assert runtime.resolve_dtype("auto", "mps")[0] == torch.float32
+    assert runtime.resolve_dtype("bfloat16", "cpu")[0] == torch.bfloat16  # an explicit choice is kept
     with pytest.raises(ConfigError, match="float16 is not supported on CPU"):
-        train_mod.resolve_dtype("float16", "cpu")
+        runtime.resolve_dtype("float16", "cpu")
 
 
 def test_device_auto_prefers_cuda_then_mps(monkeypatch):
-    from graftkit.tiny_gpt import train as train_mod
+    from graftkit.tiny_gpt import runtime
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
-    assert train_mod.resolve_device("auto") == "cpu"
+    assert runtime.resolve_device("auto") == "cpu"
     with pytest.raises(ConfigError, match="device=cuda but CUDA is not available"):
-        train_mod.resolve_device("cuda")
+        runtime.resolve_device("cuda")
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
-    assert train_mod.resolve_device("auto") == "mps"
+    assert runtime.resolve_device("auto") == "mps"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert train_mod.resolve_device("auto") == "cuda" and train_mod.resolve_device("cuda:1") == "cuda:1"
+    assert runtime.resolve_device("auto") == "cuda" and runtime.resolve_device("cuda:1") == "cuda:1"
 
 
 def test_fp16_uses_grad_scaler(data_dir, tmp_path, monkeypatch):
     """What auto picks on pre-Ampere GPUs; run here through CPU fp16 autocast to exercise the scaler path."""
-    from graftkit.tiny_gpt import train as train_mod
+    import train_tiny_gpt as train_mod
+    from graftkit.tiny_gpt import runtime
 
-    monkeypatch.setattr(train_mod, "resolve_dtype", lambda name, device: (torch.float16, "test"))
+    monkeypatch.setattr(runtime, "resolve_dtype", lambda name, device: (torch.float16, "test"))
     s = train_mod.train(tiny_cfg(data_dir, tmp_path / "fp16", max_iters=4, eval_interval=4, num_samples=0), log=quiet)
     ckpt = _state(tmp_path / "fp16/last.pt")
     assert s["iters"] == 4 and ckpt["scaler"]["scale"] > 0 and ckpt["scaler"]["_growth_tracker"] == 4
@@ -373,7 +375,7 @@ def test_fp16_uses_grad_scaler(data_dir, tmp_path, monkeypatch):
 
 
 def test_wandb_is_off_by_default_and_optional(data_dir, tmp_path, monkeypatch):
-    from graftkit.tiny_gpt.train import train
+    from train_tiny_gpt import train
 
     assert TinyGPTConfig().wandb is False
     monkeypatch.setitem(sys.modules, "wandb", None)  # not installed
@@ -396,7 +398,7 @@ def test_tokenizer_is_built_when_missing(data_dir, tmp_path):
 @pytest.mark.slow
 def test_compile_option_trains(data_dir, tmp_path):
     """compile=true (torch.compile; on CPU it needs a C++ compiler): same loop, checkpoint without _orig_mod."""
-    from graftkit.tiny_gpt.train import train
+    from train_tiny_gpt import train
 
     s = train(tiny_cfg(data_dir, tmp_path / "c", max_iters=4, eval_interval=4, num_samples=1, compile=True), log=quiet)
     ckpt = _state(tmp_path / "c/last.pt")
@@ -405,7 +407,7 @@ def test_compile_option_trains(data_dir, tmp_path):
 
 
 def test_ddp_gloo_world_size_one(data_dir, tmp_path, monkeypatch):
-    from graftkit.tiny_gpt.train import train
+    from train_tiny_gpt import train
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -425,7 +427,7 @@ TRAINED_LOG: list[str] = []
 
 @pytest.fixture(scope="module")
 def trained(data_dir, tmp_path_factory):
-    from graftkit.tiny_gpt.train import train
+    from train_tiny_gpt import train
 
     out = tmp_path_factory.mktemp("trained")
     cfg = tiny_cfg(data_dir, out, max_iters=30, eval_interval=15, dropout=0.0)
@@ -436,7 +438,7 @@ def trained(data_dir, tmp_path_factory):
 
 def test_chat_answers_as_me_with_piped_stdin(trained):
     from graftkit.tiny_gpt.generate import chat
-    from graftkit.tiny_gpt.train import load_for_inference
+    from graftkit.tiny_gpt.checkpoints import load_for_inference
 
     model, tok, path, _ = load_for_inference(trained)
     assert path.name == "best.pt"
@@ -586,3 +588,95 @@ def test_ctrl_c_saves_last_and_exits_130(data_dir, tmp_path):
     assert "Traceback" not in stderr and "interrupted" in stderr
     ckpt = _state(out / "last.pt")
     assert ckpt["iter"] >= 1
+
+
+# ----------------------------------------------------------------------------- hostile settings (issue 14)
+
+def _strict_json_rows(path: Path) -> list[dict]:
+    import json
+
+    def no_nan(name):
+        raise ValueError(f"{name} is not valid JSON")
+
+    return [json.loads(line, parse_constant=no_nan) for line in path.read_text().splitlines()]
+
+
+def test_learning_rate_inf_never_saves_a_broken_model(data_dir, tmp_path):
+    import train_tiny_gpt
+
+    out = tmp_path / "inf"
+    with pytest.raises(train_tiny_gpt.TrainingDiverged, match=r"loss became nan at iter 1; .* last good checkpoint "
+                                                               r"is .*last\.pt \(iter 0\)"):
+        train_tiny_gpt.train(tiny_cfg(data_dir, out, learning_rate=math.inf, min_lr=0.0, eval_interval=5), log=quiet)
+    ckpt = _state(out / "last.pt")
+    assert ckpt["iter"] == 0 and all(torch.isfinite(v).all() for v in ckpt["model"].values())
+    assert _strict_json_rows(out / "metrics.jsonl")[0]["kind"] == "eval"
+
+
+def test_learning_rate_100_gives_valid_metrics_and_finite_checkpoints(data_dir, tmp_path):
+    """Huge but finite losses: perplexity overflows (exp(800)); metrics.jsonl must stay valid JSON."""
+    import train_tiny_gpt
+
+    out = tmp_path / "lr100"
+    with contextlib.suppress(train_tiny_gpt.TrainingDiverged):
+        train_tiny_gpt.train(tiny_cfg(data_dir, out, learning_rate=100.0, min_lr=0.0, warmup_iters=0, max_iters=20,
+                                      eval_interval=4, num_samples=0, grad_clip=0.0), log=quiet)
+    rows = _strict_json_rows(out / "metrics.jsonl")
+    assert any(r["kind"] == "eval" and r["iter"] > 0 and r["val_ppl"] is None for r in rows)  # exp() overflowed
+    for name in ("last.pt", "best.pt"):
+        assert all(torch.isfinite(v).all() for v in _state(out / name)["model"].values())
+
+
+def test_nonfinite_weights_are_never_saved_on_ctrl_c(data_dir, tmp_path, monkeypatch):
+    """The loss of the poisoned step is still finite; the weights are not: Ctrl-C must keep the old last.pt."""
+    import train_tiny_gpt
+
+    real_make = train_tiny_gpt.make_optimizer
+    steps = {"n": 0}
+
+    def poisoning_optimizer(model, cfg, device_type):
+        opt = real_make(model, cfg, device_type)
+        real_step = opt.step
+
+        def step(*a, **kw):
+            out = real_step(*a, **kw)
+            steps["n"] += 1
+            if steps["n"] == 2:
+                with torch.no_grad():
+                    model.ln_f.weight[0] = float("nan")
+            return out
+
+        opt.step = step
+        return opt
+
+    monkeypatch.setattr(train_tiny_gpt, "make_optimizer", poisoning_optimizer)
+    out = tmp_path / "run"
+    with pytest.raises(train_tiny_gpt.TrainingDiverged, match=r"weights became NaN or infinite by iter 2; nothing saved"):
+        train_tiny_gpt.train(tiny_cfg(data_dir, out, eval_interval=100, num_samples=0), log=quiet, interrupt_at=2)
+    assert _state(out / "last.pt")["iter"] == 0
+
+
+@pytest.mark.parametrize("bad, pattern", [
+    ("out_dir", r"out_dir .*: .*afile is a file, not a folder"),
+    ("tokenizer_path", r"tokenizer_path .* is a folder; it must name a tokenizer \.json file"),
+    ("n_embd=100000", r"this model needs at least [\d,.]+ GiB to train .* but only [\d,.]+ GiB is available"),
+    ("n_layer=200000", r"this model needs at least [\d,.]+ GiB"),
+])
+def test_paths_and_sizes_that_cannot_work_are_one_line_errors(data_dir, tmp_path, capsys, bad, pattern):
+    import train_tiny_gpt
+
+    cfg = tiny_cfg(data_dir, tmp_path / "out")
+    overrides = {"train_file": cfg.train_file, "val_file": cfg.val_file, "tokenizer_path": cfg.tokenizer_path,
+                 "tokenizer_type": "char", "out_dir": cfg.out_dir, "device": "cpu", "n_head": 4}
+    if bad == "out_dir":
+        (tmp_path / "afile").write_text("x")
+        overrides["out_dir"] = str(tmp_path / "afile" / "run")
+    elif bad == "tokenizer_path":
+        overrides["tokenizer_path"] = str(tmp_path)
+    else:
+        overrides.update([bad.split("=")])
+    t0 = time.perf_counter()
+    assert train_tiny_gpt.main(["--config", "tiny_gpt_config.yaml", *(f"{k}={v}" for k, v in overrides.items())]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and re.search(pattern, err[0]), err
+    assert time.perf_counter() - t0 < 30 and not (tmp_path / "out" / "last.pt").exists()

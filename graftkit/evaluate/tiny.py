@@ -130,7 +130,7 @@ def load_tiny_gpt(cfg: Any, checkpoint: str | None, *, max_new_tokens: int, temp
                   top_k: int = 0) -> Any:
     """Target for a tiny GPT config: tuned = the checkpoint (best.pt, else last.pt), base = unigram."""
     from ..tiny_gpt.tokenizer import read_text
-    from ..tiny_gpt.train import load_for_inference
+    from ..tiny_gpt.checkpoints import load_for_inference
     from .loading import Target
 
     model, tok, path, ckpt = load_for_inference(cfg, checkpoint)

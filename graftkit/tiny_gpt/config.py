@@ -127,12 +127,20 @@ class TinyGPTConfig:
         need(bool(self.out_dir), "out_dir must not be empty")
 
     def check_data_files(self, need_val: bool = True) -> None:
-        """Missing data is the most common first-run mistake: say which file and how to make it."""
+        """Missing data is the most common first-run mistake: say which file and how to make it. Also refuse,
+        before any work, a tokenizer_path that is a folder and an out_dir that is (or lies inside) a file."""
         files = [("train_file", self.train_file)] + ([("val_file", self.val_file)] if need_val else [])
         for key, path in files:
             if not Path(path).is_file():
                 raise ConfigError(
                     f"{key} not found: {path} (run prepare_training_data.py first, or set {key}=...)")
+        if Path(self.tokenizer_path).is_dir():
+            raise ConfigError(f"tokenizer_path {self.tokenizer_path} is a folder; it must name a tokenizer .json "
+                              f"file, e.g. tokenizer_path={Path(self.tokenizer_path) / 'tokenizer_tiny.json'}")
+        for parent in (Path(self.out_dir), *Path(self.out_dir).parents):
+            if parent.exists() and not parent.is_dir():
+                raise ConfigError(f"out_dir {self.out_dir}: {parent} is a file, not a folder; set out_dir=... "
+                                  f"to a folder for last.pt, best.pt and metrics.jsonl")
 
 
 MODEL_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "bias")

@@ -14,14 +14,49 @@ different number of processes and still continue with the next unseen windows.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from ..errors import ConfigError
+from .config import TinyGPTConfig
+from .tokenizer import TinyTokenizer, read_text
+
 
 def tokens_tensor(ids) -> torch.Tensor:
     return torch.as_tensor(np.asarray(ids, dtype=np.int64))
+
+
+@dataclass
+class Data:
+    train: torch.Tensor
+    val: torch.Tensor
+    train_chars_per_token: float  # for bits per character, comparable across tokenizers
+    val_chars_per_token: float
+
+
+def load_data(cfg: TinyGPTConfig, tok: TinyTokenizer) -> Data:
+    """Both transcripts as token tensors; too little data is a ConfigError saying what to change."""
+    train_text = read_text(cfg.train_file, "train_file")
+    val_text = read_text(cfg.val_file, "val_file")
+    train = tokens_tensor(tok.encode_corpus(train_text))
+    val = tokens_tensor(tok.encode_corpus(val_text))
+    if len(val) < 2:
+        raise ConfigError(f"val_file {cfg.val_file} has fewer than 2 tokens")
+    if len(train) < cfg.block_size + 2:
+        raise ConfigError(f"train_file {cfg.train_file} has {len(train)} tokens, fewer than block_size+2 "
+                          f"({cfg.block_size + 2}); lower block_size or add data")
+    return Data(train, val, len(train_text) / len(train), len(val_text) / len(val))
+
+
+def derive_max_iters(cfg: TinyGPTConfig, train_tokens: int, world_size: int) -> int:
+    """max_iters as set, else enough optimiser steps for `epochs` passes over the training tokens."""
+    if cfg.max_iters is not None:
+        return cfg.max_iters
+    per_iter = cfg.batch_size * cfg.block_size * cfg.gradient_accumulation_steps * world_size
+    return max(1, math.ceil(cfg.epochs * train_tokens / per_iter))
 
 
 @dataclass
