@@ -41,6 +41,9 @@ class LoraTrainConfig:
     max_seq_length: int = _f(1024, "tokens per sample (256-4096); longer samples are handled per `overlong`")
     overlong: Literal["truncate", "drop"] = _f("truncate", "samples over max_seq_length: truncate (keep the start) "
                                                            "or drop")
+    packing: bool | Literal["auto"] = _f("auto", "pack several conversations into each row of max_seq_length tokens "
+                                                "instead of padding (no sample attends to another; same loss); auto: "
+                                                "on with the PEFT backend, off with Unsloth; true; false")
     # LoRA
     lora_r: int = _f(16, "LoRA rank (8-16 typical; 4-128)")
     lora_alpha: int = _f(32, "LoRA scaling alpha (16-32 typical; usually r or 2*r)")
