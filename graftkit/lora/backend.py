@@ -13,6 +13,7 @@ import importlib.util
 import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, UserError
@@ -106,6 +107,51 @@ def _hub_error(model_id: str, e: Exception) -> UserError:
                      "access, or a local folder? gated models need `huggingface-cli login`)")
 
 
+HUB_TIMEOUT_S = 20.0  # GRAFTKIT_HUB_TIMEOUT overrides; huggingface_hub's first metadata request has no timeout
+
+
+def _offline() -> bool:
+    return any(os.environ.get(k, "").lower() not in ("", "0", "false", "no")
+               for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def check_hub(model_id: str) -> None:
+    """Say what is fetched, and fail in bounded time when the Hub does not answer.
+
+    transformers' first request for a hub id (the revision lookup) waits forever on a network that
+    accepts connections but never answers (a captive portal, a dead proxy), so the id is probed here
+    with a timeout first. Local folders and offline mode skip this. When the Hub is unreachable but
+    the model is in the local cache, the run goes on offline from the cache.
+    """
+    if Path(model_id).expanduser().exists() or _offline() or "/" not in model_id:
+        return
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    timeout = float(os.environ.get("GRAFTKIT_HUB_TIMEOUT", HUB_TIMEOUT_S))
+    print(f"fetching {model_id} from {constants.ENDPOINT} (cached in {constants.HF_HUB_CACHE}; "
+          "HF_HUB_OFFLINE=1 uses the cache only)", flush=True)
+    try:
+        huggingface_hub.HfApi().model_info(model_id, timeout=timeout)
+        return
+    except Exception as e:  # noqa: BLE001 - only "no answer" is handled here; the load reports the rest
+        chain, cur = [], e
+        while cur is not None and len(chain) < 8:
+            chain.append(type(cur).__name__)
+            cur = cur.__cause__ or cur.__context__
+        if not any("Timeout" in n or "Connect" in n or "Network" in n for n in chain):
+            return
+        why = "no answer in {:.0f} s".format(timeout) if any("Timeout" in n for n in chain) else "cannot connect"
+    if huggingface_hub.try_to_load_from_cache(model_id, "config.json") not in (None, huggingface_hub._CACHED_NO_EXIST):
+        notice(f"the Hugging Face Hub is unreachable ({why}); using the cached copy of {model_id} offline")
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        constants.HF_HUB_OFFLINE = True
+        return
+    raise UserError(f"cannot fetch base model {model_id!r} from {constants.ENDPOINT} ({why}): check the network or "
+                    "proxy, or download it once where the Hub is reachable and set HF_HUB_OFFLINE=1, or set base_model "
+                    "to a local model folder")
+
+
 def _resize_for(model: Any, tok: Any) -> None:
     if len(tok) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tok))
@@ -124,12 +170,23 @@ def lora_kwargs(cfg: Any) -> dict:
                 target_modules=list(cfg.target_modules), use_rslora=bool(cfg.use_rslora), bias="none")
 
 
+def check_target_modules(model: Any, wanted: list[str]) -> None:
+    """One line naming the layers that exist when a `target_modules` name matches none (PEFT raises a long error)."""
+    full = [n for n, m in model.named_modules() if type(m).__name__ in ("Linear", "Linear4bit", "Linear8bitLt")]
+    names = {n.rsplit(".", 1)[-1] for n in full} - {"lm_head"}
+    missing = [t for t in wanted if t != "all-linear" and not any(n == t or n.endswith("." + t) for n in full)]
+    if missing:
+        raise ConfigError(f"target_modules: {', '.join(map(repr, missing))} not in this model; its linear layers are "
+                          f"{', '.join(sorted(names))}")
+
+
 def load_unsloth(cfg: Any) -> Loaded:
     """FastLanguageModel 4-bit (pre-quantized repo) + Unsloth's LoRA with its gradient checkpointing."""
     import unsloth  # noqa: F401  -- must be imported before transformers, trl and peft
     from unsloth import FastLanguageModel
 
     model_id = resolve_model_id(cfg.base_model, "unsloth", cfg.load_in_4bit)
+    check_hub(model_id)
     try:
         model, tok = FastLanguageModel.from_pretrained(model_name=model_id, max_seq_length=cfg.max_seq_length,
                                                        dtype=None, load_in_4bit=cfg.load_in_4bit,
@@ -139,6 +196,7 @@ def load_unsloth(cfg: Any) -> Loaded:
     info = setup_tokenizer(tok, cfg)
     _resize_for(model, tok)
     _set_generation_ids(model, tok, info)
+    check_target_modules(model, cfg.target_modules)
     model = FastLanguageModel.get_peft_model(
         model, **lora_kwargs(cfg), random_state=cfg.seed, max_seq_length=cfg.max_seq_length,
         use_gradient_checkpointing="unsloth" if cfg.gradient_checkpointing else False)
@@ -174,6 +232,7 @@ def load_base(cfg: Any, model_id: str, cuda: bool, tokenizer_from: str | None = 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    check_hub(model_id)
     kw = {"gguf_file": cfg.gguf_file} if cfg.gguf_file else {}
     mkw: dict[str, Any] = gguf_model_kwargs(cfg.gguf_file)
     if cuda:
@@ -213,9 +272,12 @@ def load_peft(cfg: Any) -> Loaded:
         notice("gguf_file: the GGUF weights are dequantized to 16 bit; load_in_4bit is ignored")
     model, tok = load_base(cfg, model_id, cuda, quantize=quantize)
     info = setup_tokenizer(tok, cfg)
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import set_seed
+
+    set_seed(cfg.seed)  # new embedding rows and LoRA A are random: same seed, same adapter (the Trainer seeds later)
     _resize_for(model, tok)
     _set_generation_ids(model, tok, info)
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     if quantize:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
@@ -224,6 +286,7 @@ def load_peft(cfg: Any) -> Loaded:
     if new_ids:  # template tokens added to the vocabulary must be learnable
         extra["trainable_token_indices"] = {"embed_tokens": new_ids}
     peft_cfg = LoraConfig(task_type="CAUSAL_LM", **lora_kwargs(cfg), **extra)
+    check_target_modules(model, cfg.target_modules)
     model = get_peft_model(model, peft_cfg)
     return Loaded(model, tok, info, "peft", model_id, "cuda" if cuda else "cpu")
 

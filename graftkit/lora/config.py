@@ -43,6 +43,9 @@ class LoraTrainConfig:
                              range=(1, 1048576))
     overlong: Literal["truncate", "drop"] = _f("truncate", "samples over max_seq_length: truncate (keep the start) "
                                                            "or drop")
+    packing: bool | Literal["auto"] = _f("auto", "pack several conversations into each row of max_seq_length tokens "
+                                                "instead of padding (no sample attends to another; same loss); auto: "
+                                                "on with the PEFT backend, off with Unsloth; true; false")
     # LoRA
     lora_r: int = _f(16, "LoRA rank (8-16 typical; 4-128)", range=(1, 4096))
     lora_alpha: int = _f(32, "LoRA scaling alpha (16-32 typical; usually r or 2*r)", range=(1, 65536))

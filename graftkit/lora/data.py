@@ -410,3 +410,98 @@ class PadCollator:
             labels[i, :k] = torch.as_tensor(f["labels"], dtype=torch.long)
             mask[i, :k] = 1
         return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+# ---------------------------------------------------------------------------------------------- packing
+
+def trim_tail(rows: list[dict[str, list[int]]]) -> int:
+    """Cut the tokens after each sample's last labelled token (in place); return how many were cut.
+
+    A conversation that ends with the other person's message carries tokens no label follows; under
+    causal attention they change nothing before them, so dropping them leaves the loss and the
+    gradients exactly as they were and only saves compute.
+    """
+    cut = 0
+    for r in rows:
+        last = max(i for i, y in enumerate(r["labels"]) if y != IGNORE)
+        cut += len(r["labels"]) - last - 1
+        r["input_ids"], r["labels"] = r["input_ids"][:last + 1], r["labels"][:last + 1]
+    return cut
+
+
+@dataclass
+class PackStats:
+    samples: int
+    bins: int
+    tokens: int
+    slots: int  # bins * max_len: the tokens a step would compute if every bin were full length
+
+    def summary(self) -> str:
+        return (f"packing: {self.samples} conversations into {self.bins} rows of <= {self.slots // max(self.bins, 1)} "
+                f"tokens ({self.tokens / max(self.slots, 1):.0%} full); no sample attends to another")
+
+
+def pack_rows(rows: list[dict[str, list[int]]], max_len: int) -> tuple[list[dict[str, list[int]]], PackStats]:
+    """Best-fit-decreasing bins of whole samples, at most `max_len` tokens each (TRL's `pack_dataset`, "bfd").
+
+    Each packed row keeps `seq_lengths`, from which `PackedCollator` restarts the position ids at
+    every sample; transformers then builds a block-diagonal causal mask (SDPA / eager) or variable-
+    length flash attention from them, so tokens never see the sample packed before them. Samples are
+    already cut to `max_len` by `encode_samples`, so BFD drops nothing.
+    """
+    from datasets import Dataset, disable_progress_bars, enable_progress_bars
+    from trl import pack_dataset
+
+    disable_progress_bars()
+    try:
+        packed = pack_dataset(Dataset.from_list(rows), max_len, strategy="bfd").to_list()
+    finally:
+        enable_progress_bars()
+    tokens = sum(len(r["input_ids"]) for r in rows)
+    assert sum(len(r["input_ids"]) for r in packed) == tokens, "packing lost tokens"
+    return packed, PackStats(samples=len(rows), bins=len(packed), tokens=tokens, slots=len(packed) * max_len)
+
+
+def position_ids_for(seq_lengths: list[int]) -> list[int]:
+    """0, 1, ... restarting at every packed sample: [3, 2] -> [0, 1, 2, 0, 1]."""
+    return [i for n in seq_lengths for i in range(n)]
+
+
+class PackedCollator:
+    """Batches packed rows: `input_ids`, `labels`, `position_ids`, and deliberately no attention mask.
+
+    Without an attention mask, transformers reads sample boundaries from where `position_ids`
+    restart and masks across them (the first token of every sample is also unlabelled, as it has no
+    predecessor inside its sample). Padding at the end of a row gets its own positions 0.. so it forms
+    a separate block with -100 labels. `flatten=True` joins the whole batch into one row, which is what
+    variable-length flash attention wants (no padding at all); SDPA / eager on CPU keep one row per bin,
+    since a dense mask over a joined row would cost attention over every pair of bins. Rows without
+    `seq_lengths` (the validation set, which stays unpacked) are padded as by `PadCollator`.
+    """
+
+    def __init__(self, pad_id: int, flatten: bool = False, pad_to_multiple_of: int | None = None):
+        self.pad_id = pad_id
+        self.flatten = flatten
+        self.padded = PadCollator(pad_id, pad_to_multiple_of)
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        if "seq_lengths" not in features[0]:
+            return self.padded(features)
+        rows = [(list(f["input_ids"]), list(f["labels"]), position_ids_for(f.get("seq_lengths") or [len(f["input_ids"])]))
+                for f in features]
+        if self.flatten:
+            rows = [(sum((r[0] for r in rows), []), sum((r[1] for r in rows), []), sum((r[2] for r in rows), []))]
+        n = max(len(r[0]) for r in rows)
+        ids = torch.full((len(rows), n), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(rows), n), IGNORE, dtype=torch.long)
+        pos = torch.arange(n, dtype=torch.long).repeat(len(rows), 1)
+        for i, (x, y, p) in enumerate(rows):
+            k = len(x)
+            ids[i, :k] = torch.as_tensor(x, dtype=torch.long)
+            labels[i, :k] = torch.as_tensor(y, dtype=torch.long)
+            pos[i, :k] = torch.as_tensor(p, dtype=torch.long)
+            pos[i, k:] = torch.arange(n - k)
+        labels[pos == 0] = IGNORE
+        return {"input_ids": ids, "labels": labels, "position_ids": pos}

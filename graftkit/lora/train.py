@@ -7,11 +7,14 @@ first (bad files fail in a second, before any model download), then the backend 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import math
 import os
 import re
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,8 @@ from ..errors import ConfigError, InputError, UserError
 from ..fileio import atomic_write_json, atomic_write_jsonl
 from ..plots import save_loss_curve
 from .backend import Loaded, load_for_training, notice, select_backend
-from .data import PadCollator, check_response_part, encode_samples, load_splits
+from .data import (IGNORE, PackedCollator, check_response_part, encode_samples, load_splits, pack_rows,
+                   trim_tail)
 from .export import GGUF_NEEDS, save_adapter, save_gguf, save_merged
 
 
@@ -38,6 +42,31 @@ def resolve_resume(cfg: Any, out: Path) -> str | None:
     return str(path)
 
 
+def check_output_dir(out: Path) -> None:
+    """One line, before any model is loaded, when output_dir (or a folder above it) is a file."""
+    for p in (out, *out.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise ConfigError(f"output_dir: {p} is a file, not a folder; choose another output_dir")
+            if not os.access(p, os.W_OK):
+                raise ConfigError(f"output_dir: cannot write in {p} (permission denied); choose another output_dir")
+            return
+
+
+def resolve_packing(cfg: Any, backend: str) -> bool:
+    """`packing: auto` packs on the PEFT backend; Unsloth keeps its own batching (not verified packed here)."""
+    if cfg.packing == "auto":
+        return backend == "peft"
+    if cfg.packing and backend == "unsloth":
+        raise ConfigError("packing: true is not supported with backend unsloth (its attention kernels were not "
+                          "checked with packed position ids); use packing: auto or false, or backend: peft")
+    return bool(cfg.packing)
+
+
+def uses_flash_attention(model: Any) -> bool:
+    return "flash" in str(getattr(getattr(model, "config", None), "_attn_implementation", "") or "")
+
+
 def write_loss_curve(log_history: list[dict], path: Path) -> None:
     train = [(r["step"], r["loss"]) for r in log_history if "loss" in r]
     evals = [(r["step"], r["eval_loss"]) for r in log_history if "eval_loss" in r]
@@ -49,12 +78,65 @@ def _xy(points: list[tuple[float, float]]) -> tuple[list[float], list[float]]:
     return [x for x, _ in points], [y for _, y in points]
 
 
+class StopOnInterrupt:
+    """Ctrl-C finishes the current step, then the Trainer saves a checkpoint and stops (a second Ctrl-C aborts).
+
+    Done through the Trainer's public controls (should_save / should_training_stop), so the checkpoint
+    is the same complete one (adapter, optimizer, scheduler, RNG) a scheduled save writes.
+    """
+
+    def __init__(self) -> None:
+        from transformers import TrainerCallback
+
+        self.requested = False
+        outer = self
+
+        class _Callback(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                if outer.requested:
+                    control.should_save = True
+                    control.should_training_stop = True
+
+        self.callback = _Callback()
+
+    @contextlib.contextmanager
+    def catching_sigint(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum, frame):
+            if self.requested:
+                raise KeyboardInterrupt
+            self.requested = True
+            notice("Ctrl-C: saving a checkpoint after this step (press again to stop at once)")
+
+        old = signal.signal(signal.SIGINT, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, old)
+
+
 def _trainer_classes():
     """SFTTrainer subclass (perplexity next to eval loss) and the metrics callback, imported late."""
     from transformers import TrainerCallback
     from trl import SFTTrainer
 
     class GraftTrainer(SFTTrainer):
+        """SFTTrainer that also counts the tokens it trains on (labelled) and computes (not padding)."""
+
+        label_tokens = 0
+        input_tokens = 0
+
+        def compute_loss(self, model, inputs, *args: Any, **kwargs: Any):
+            if model.training:
+                self.label_tokens += int((inputs["labels"][:, 1:] != IGNORE).sum())
+                mask = inputs.get("attention_mask")
+                self.input_tokens += int(mask.sum()) if mask is not None else int(
+                    (inputs["input_ids"] != self.processing_class.pad_token_id).sum())
+            return super().compute_loss(model, inputs, *args, **kwargs)
+
         def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
             if "eval_loss" in logs:
                 logs["eval_perplexity"] = math.exp(min(logs["eval_loss"], 50.0))
@@ -87,7 +169,8 @@ def _trainer_classes():
 
 
 def build_trainer(cfg: Any, loaded: Loaded, train_rows: list[dict], val_rows: list[dict], out: Path,
-                  resuming: bool = False) -> Any:
+                  resuming: bool = False, train_batch: int | None = None) -> Any:
+    """TRL's SFTTrainer with its SFTConfig; `train_batch` packed rows per step instead of cfg.batch_size samples."""
     import torch
     from datasets import Dataset
     from transformers import EarlyStoppingCallback
@@ -115,7 +198,7 @@ def build_trainer(cfg: Any, loaded: Loaded, train_rows: list[dict], val_rows: li
         output_dir=str(out), max_length=cfg.max_seq_length, packing=False,
         dataset_kwargs={"skip_prepare_dataset": True},
         num_train_epochs=cfg.epochs, max_steps=cfg.max_steps or -1,
-        per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
+        per_device_train_batch_size=train_batch or cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler, warmup_steps=warmup,
         weight_decay=cfg.weight_decay, optim=optim, seed=cfg.seed, data_seed=cfg.seed,
@@ -135,7 +218,8 @@ def build_trainer(cfg: Any, loaded: Loaded, train_rows: list[dict], val_rows: li
                                                early_stopping_threshold=cfg.early_stopping_threshold))
     return GraftTrainer(
         model=loaded.model, args=args, processing_class=loaded.tokenizer,
-        data_collator=PadCollator(loaded.tokenizer.pad_token_id, 8 if cuda else None),
+        data_collator=PackedCollator(loaded.tokenizer.pad_token_id, flatten=uses_flash_attention(loaded.model),
+                                     pad_to_multiple_of=8 if cuda else None),
         train_dataset=Dataset.from_list(train_rows),
         eval_dataset=Dataset.from_list(val_rows) if has_val else None, callbacks=callbacks,
     )
@@ -150,7 +234,9 @@ def run(cfg: Any) -> dict[str, Any]:
         notice(GGUF_NEEDS)  # said before training, so nobody waits an hour to learn it
     if cfg.wandb and importlib.util.find_spec("wandb") is None:
         raise ConfigError("wandb: true needs the wandb package (pip install wandb, then wandb login)")
+    check_output_dir(out)
     resume = resolve_resume(cfg, out)
+    packing = resolve_packing(cfg, backend)
     if not val_s and cfg.early_stopping_patience:
         notice("no validation data: evaluation and early stopping are off")
 
@@ -170,22 +256,27 @@ def run(cfg: Any) -> dict[str, Any]:
     if not train_rows:
         raise InputError(f"no training samples left after templating and max_seq_length={cfg.max_seq_length} "
                          f"({st_train.first_error or 'all too long or without reply tokens'})", train_s[0].path)
+    trim_tail(train_rows)  # tokens after the last reply train nothing
+    trim_tail(val_rows)
+    train_batch = None
+    if packing:  # whole conversations per row, about as many tokens per step as batch_size padded samples
+        mean_len = sum(len(r["input_ids"]) for r in train_rows) / len(train_rows)
+        train_rows, pst = pack_rows(train_rows, cfg.max_seq_length)
+        train_batch = max(1, round(cfg.batch_size * mean_len / cfg.max_seq_length))
+        print(f"{pst.summary()}; {train_batch} row(s) per step", flush=True)
     msg = check_response_part(tok, train_s, info, cfg.system_prompt)
     if msg:
         print(msg, flush=True)
 
     out.mkdir(parents=True, exist_ok=True)
-    trainer = build_trainer(cfg, loaded, train_rows, val_rows, out, resuming=bool(resume))
+    trainer = build_trainer(cfg, loaded, train_rows, val_rows, out, resuming=bool(resume), train_batch=train_batch)
     if resume:
         print(f"resuming from {resume}", flush=True)
+    stop = StopOnInterrupt()
+    trainer.add_callback(stop.callback)
     try:
-        result = trainer.train(resume_from_checkpoint=resume)
-    except KeyboardInterrupt:  # keep the progress: the same command resumes from here
-        if trainer.state.global_step > _step_of(resume):
-            trainer._save_checkpoint(trainer.model, trial=None)
-            notice(f"interrupted: saved checkpoint-{trainer.state.global_step} in {out}; run the same command "
-                   "again to resume")
-        raise
+        with stop.catching_sigint():
+            result = trainer.train(resume_from_checkpoint=resume)
     except (RuntimeError, ValueError, KeyError) as e:
         if not resume or trainer.state.global_step > _step_of(resume):
             raise
@@ -193,6 +284,10 @@ def run(cfg: Any) -> dict[str, Any]:
         raise ConfigError(f"cannot resume from {resume} ({first[:300]}); it was probably trained with other "
                           "settings (lora_r, target_modules, base_model): pass resume=false or another "
                           "output_dir") from None
+    if stop.requested:  # the Trainer saved a checkpoint at the end of the step it was in
+        notice(f"interrupted: saved checkpoint-{trainer.state.global_step} in {out}; run the same command again to "
+               "resume")
+        raise KeyboardInterrupt
     steps_run = trainer.state.global_step - (_step_of(resume) if resume else 0)
     if resume and steps_run == 0:
         notice(f"{Path(resume).name} had already reached the end of training (step {trainer.state.global_step}): "
@@ -238,6 +333,8 @@ def run(cfg: Any) -> dict[str, Any]:
         "best_eval_loss": min(evals) if evals else None,
         "best_checkpoint": trainer.state.best_model_checkpoint,
         "num_tokens": next((r["num_tokens"] for r in reversed(hist) if "num_tokens" in r), None),
+        "packing": packing, "label_tokens_this_run": trainer.label_tokens, "input_tokens_this_run": trainer.input_tokens,
+        "label_tokens_per_second": trainer.label_tokens / runtime if runtime else None,
         "peak_vram_gb": _peak_vram_gb(loaded.device),
         "data": {"train": vars(st_train), "val": vars(st_val)}, "exports": exports,
     }
