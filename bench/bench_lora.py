@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 from graftkit.errors import UserError  # noqa: E402
 from graftkit.fileio import atomic_write_json  # noqa: E402
 from graftkit.lora.presets import CHATML_TEMPLATE  # noqa: E402
-from graftkit.lora.sample_model import GGUF_NAME, smollm2_dir, write_sample_conversations  # noqa: E402
+from bench.sample_model import GGUF_NAME, smollm2_dir, write_sample_conversations  # noqa: E402
 
 CACHE = ROOT / "bench" / ".cache"
 SAVE_STEPS = 100000  # both scripts: no mid-run checkpoint, one at the end (the Trainer's rule for save_strategy=steps)

@@ -20,7 +20,7 @@ from graftkit.config import load_config
 from graftkit.errors import UserError
 from graftkit.fileio import atomic_write_json
 from graftkit.lora.config import LoraTrainConfig
-from graftkit.lora.sample_model import GGUF_NAME, smollm2_dir, write_sample_conversations
+from bench.sample_model import GGUF_NAME, smollm2_dir, write_sample_conversations
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]

