@@ -7,6 +7,13 @@ chitchat-dataset (MIT, BYU PCC lab) holds 7k real two-person chats between volun
 anonymous sender ids and timestamps. We take the most prolific sender as "Sam" (the person to graft)
 and write their chats as WhatsApp Android exports, one file per chat partner, so the demo runs the
 real parse -> split -> train path. Partner ids are replaced by invented first names.
+
+    python scripts/make_sample_data.py /tmp/cc/chitchat_dataset-0.9.0-py3-none-any.whl --control
+
+--control builds the persona-free control set for the fidelity evaluation (bench/bench_fidelity.py):
+the same construction and size, but from chats Sam is not in, and "me" is a random side of each chat,
+so "me" is hundreds of different people. Every metric that claims to measure *the person* must be
+near chance on it (default output: training_data/control_chat).
 """
 
 from __future__ import annotations
@@ -28,10 +35,15 @@ NAMES = ["Alex", "Jordan", "Taylor", "Morgan", "Casey", "Riley", "Jamie", "Avery
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("wheel", help="path to the chitchat_dataset wheel")
-    ap.add_argument("--out", default="training_data/sample_chat", help="output folder")
+    ap.add_argument("--out", default=None,
+                    help="output folder (default: training_data/sample_chat, or training_data/control_chat with "
+                         "--control)")
+    ap.add_argument("--control", action="store_true",
+                    help="persona-free control: chats without Sam, 'me' = a random side of each chat")
     ap.add_argument("--max-bytes", type=int, default=1_800_000, help="stop adding chats past this size")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="seed for the chat order (and the control's sides)")
     args = ap.parse_args()
+    args.out = args.out or ("training_data/control_chat" if args.control else "training_data/sample_chat")
 
     with zipfile.ZipFile(args.wheel) as zf:
         data = json.loads(zf.read("chitchat_dataset/dataset.json"))
@@ -41,15 +53,22 @@ def main() -> None:
     for conv in data.values():
         for sender in {m["sender"] for thread in conv["messages"] for m in thread}:
             per_sender[sender] += 1
-    me = per_sender.most_common(1)[0][0]
+    sam = per_sender.most_common(1)[0][0]
 
-    convs = [c for c in data.values() if any(m["sender"] == me for t in c["messages"] for m in t)]
+    def senders(c: dict) -> list[str]:
+        return sorted({m["sender"] for t in c["messages"] for m in t})
+
+    if args.control:  # chats without Sam; "me" is drawn per chat below
+        convs = [c for c in data.values() if sam not in senders(c) and len(senders(c)) == 2]
+    else:
+        convs = [c for c in data.values() if sam in senders(c)]
     convs.sort(key=lambda c: c["messages"][0][0]["timestamp"])
     size = 0
     rng = random.Random(args.seed)
     rng.shuffle(convs)
     picked = []
     for conv in convs:
+        me = rng.choice(senders(conv)) if args.control else sam
         lines = []
         other = None
         for thread in conv["messages"]:
@@ -63,12 +82,12 @@ def main() -> None:
         if size + conv_bytes > args.max_bytes:
             continue
         size += conv_bytes
-        picked.append((other, lines))
+        picked.append((other, me, lines))
 
-    picked.sort(key=lambda p: p[1][0]["timestamp"])
+    picked.sort(key=lambda p: p[2][0]["timestamp"])
     by_partner_id: dict[str, list] = collections.defaultdict(list)
-    for other, lines in picked:
-        by_partner_id[other].extend(lines)
+    for other, me, lines in picked:
+        by_partner_id[other].extend((m, m["sender"] == me) for m in lines)
     # the 29 most active partners keep a name; the rest are grouped under generic names by rank
     ranked = sorted(by_partner_id, key=lambda s: -len(by_partner_id[s]))
     out = Path(args.out)
@@ -78,9 +97,9 @@ def main() -> None:
     files: dict[str, list[str]] = collections.defaultdict(list)
     for rank, sender in enumerate(ranked):
         name = NAMES[rank % len(NAMES)]
-        for m in sorted(by_partner_id[sender], key=lambda m: m["timestamp"]):
+        for m, mine in sorted(by_partner_id[sender], key=lambda p: p[0]["timestamp"]):
             ts = datetime.strptime(m["timestamp"], "%Y-%m-%dT%H:%M:%SZ")
-            who = ME_NAME if m["sender"] == me else name
+            who = ME_NAME if mine else name
             text = m["text"].replace("\r\n", "\n").replace("\r", "\n").strip()
             if text:
                 files[name].append(f"{ts:%d/%m/%Y, %H:%M} - {who}: {text}\n")
@@ -90,7 +109,9 @@ def main() -> None:
         (out / f"WhatsApp Chat with {name}.txt").write_text(header + "".join(lines), encoding="utf-8")
     (out / "LICENSE-chitchat-dataset.txt").write_text(
         "Sample chats from chitchat-dataset 0.9.0 (https://github.com/BYU-PCCL/chitchat-dataset),\n"
-        "rewritten as WhatsApp exports by scripts/make_sample_data.py. Sender ids replaced by invented names.\n\n"
+        "rewritten as WhatsApp exports by scripts/make_sample_data.py. Sender ids replaced by invented names.\n"
+        + ("Persona-free control (--control): chats without the sample's Sam; 'Sam' is a random side of each "
+           "chat.\n" if args.control else "") + "\n"
         + license_text, encoding="utf-8")
     print(f"wrote {len(files)} chats, {sum(map(len, files.values()))} messages, {len(picked)} conversations to {out}")
 
