@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from collections import Counter
+import re
 from pathlib import Path
 
 import pytest
@@ -244,7 +245,7 @@ def test_tokenizer_errors_are_clear(tmp_path: Path) -> None:
     try:  # offline and uncached, tiktoken's download must become one clear error
         counter = load_token_counter("gpt2")
     except UserError as e:
-        assert "not cached and could not be downloaded" in str(e)
+        assert re.search(r"not cached and could not be downloaded|cannot fetch tiktoken encoding 'gpt2'", str(e))
     else:
         assert counter.kind == "tiktoken"
 
