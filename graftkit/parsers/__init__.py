@@ -283,6 +283,7 @@ class _Walker:
         suffix = child.suffix.lower()
         if suffix in _SKIP_SUFFIXES:
             return
+        open_regular(child).close()  # unreadable: one clear error naming it, not a silent skip
         if suffix == ".zip" and zipfile.is_zipfile(child):
             self.nested_zip(child)
             return
