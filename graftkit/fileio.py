@@ -243,6 +243,9 @@ def _roll_forward(folder: Path) -> None:
             os.replace(src, folder / final)
     os.replace(journal, folder / MANIFEST_NAME)
     _fsync_path(folder, directory=True)
+    staging = plan.get("staging")
+    if isinstance(staging, str) and staging.startswith(STAGING_PREFIX) and "/" not in staging:
+        shutil.rmtree(folder / staging, ignore_errors=True)
 
 
 def _remove_stale_staging(folder: Path) -> None:
@@ -367,9 +370,9 @@ class OutputSet:
             _fsync_path(self.out_dir / staged)
             st = os.stat(self.out_dir / staged)
             files[name] = {"size": st.st_size}
-        plan = {"moves": self._staged, "files": files, "pid": os.getpid(),
-                "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         assert self._staging is not None
+        plan = {"moves": self._staged, "files": files, "staging": self._staging.name, "pid": os.getpid(),
+                "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         pending = self._staging / JOURNAL_NAME
         with open(os.open(pending, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, _mode(FILE_MODE)), "w") as f:
             json.dump(plan, f, indent=1)
