@@ -179,7 +179,8 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
                 raise _unknown_key(str(key), list(fields), source)
             values[key] = _coerce(value, hints[key], key, source)
             origin[key] = source or ""
-            check_range(key, values[key], fields[key].metadata.get("range"), source)
+    for key, value in values.items():  # after all layers: an override may fix a value of the file
+        check_range(key, value, fields[key].metadata.get("range"), origin[key] or None)
     try:
         cfg = cls(**values)
     except (TypeError, ValueError) as e:
