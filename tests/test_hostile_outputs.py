@@ -261,3 +261,15 @@ def test_read_only_out_is_one_clear_error(tmp_path, monkeypatch):
         monkeypatch.undo()
         os.chmod(out, 0o700)
     assert [p.name for p in out.iterdir()] == ["stats.json"] and json.loads((out / "stats.json").read_text()) == {}
+
+
+def test_forged_journal_moves_nothing_outside_the_folder(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    (out / ".graftkit-staging-1-x").mkdir()
+    (out / JOURNAL_NAME).write_text(json.dumps({"moves": [["../victim.txt", "stolen.txt"]], "files": {}}))
+    with OutputSet(out) as o:
+        o.write_text("a.txt", "a")
+    assert victim.read_text() == "keep me" and not (out / "stolen.txt").exists()
