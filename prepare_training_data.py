@@ -122,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "sessions are validation")
     g.add_argument("--split-by", choices=("session", "conversation"), default="session",
                    help="unit kept on one side: a session (default) or a whole conversation")
-    g.add_argument("--seed", type=_number(int, 0, 2**32 - 1), metavar="N", default=1337, help="seed of the random split (default 1337)")
+    g.add_argument("--seed", type=_number(int, 0, 2**32 - 1), metavar="N", default=1337,
+                   help="seed of the random split (default 1337)")
 
     g = ap.add_argument_group("tokenizer report")
     g.add_argument("--tokenizer", metavar="SPEC",

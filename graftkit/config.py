@@ -171,26 +171,30 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
     layers: list[tuple[dict[str, Any], str | None]] = []
     if path is not None:
         layers.append((read_config_file(path), str(path)))
+    given: dict[str, str] = {}  # key -> the override as typed, to name it in errors
     if overrides:
-        layers.append((dict(parse_override(o) for o in overrides), COMMAND_LINE))
+        parsed = [parse_override(o) for o in overrides]
+        given = {k: o.strip() for (k, _), o in zip(parsed, overrides)}
+        layers.append((dict(parsed), COMMAND_LINE))
     for data, source in layers:
         for key, value in data.items():
             if key not in fields:
                 raise _unknown_key(str(key), list(fields), source)
             values[key] = _coerce(value, hints[key], key, source)
             origin[key] = source or ""
-            check_range(key, values[key], fields[key].metadata.get("range"), source)
+    for key, value in values.items():  # after all layers: an override may fix a value of the file
+        check_range(key, value, fields[key].metadata.get("range"), origin[key] or None)
     try:
         cfg = cls(**values)
     except (TypeError, ValueError) as e:
-        raise ConfigError(str(e), _blame(str(e), origin, path)) from None
+        raise ConfigError(str(e), _blame(str(e), origin, path, given)) from None
     validate = getattr(cfg, "validate", None)
     if callable(validate):
         try:
             validate()
         except ConfigError as e:
             if e.path is None:
-                where = _blame(e.message, origin, path)
+                where = _blame(e.message, origin, path, given)
                 if where is not None:
                     raise ConfigError(e.message, where, e.line) from None
             raise
@@ -200,7 +204,7 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
 COMMAND_LINE = "command line"
 
 
-def _blame(message: str, origin: dict[str, str], path: str | Path | None) -> str | None:
+def _blame(message: str, origin: dict[str, str], path: str | Path | None, given: dict[str, str]) -> str | None:
     """Where the keys named in an error message were set: the file, the command line, or both.
 
     Why: `n_head=3` on the command line against an n_embd of 128 in the YAML used to be reported as
@@ -210,7 +214,8 @@ def _blame(message: str, origin: dict[str, str], path: str | Path | None) -> str
     sources = list(dict.fromkeys(origin[k] for k in named if origin[k]))
     if not sources:
         return str(path) if path is not None and not named else None
-    return " and ".join(sources)
+    overrides = " ".join(given[k] for k in named if origin[k] == COMMAND_LINE and k in given)
+    return " and ".join(f"{COMMAND_LINE} ({overrides})" if s == COMMAND_LINE and overrides else s for s in sources)
 
 
 def check_range(key: str, value: Any, bounds: tuple[Any, Any] | None, source: str | None = None) -> None:

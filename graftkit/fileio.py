@@ -192,7 +192,10 @@ def _lock(folder: Path, wait_s: float = 0.0) -> int | None:
         import fcntl
     except ImportError:  # Windows: no flock; runs are not serialised there
         return None
-    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # cannot even open the folder: the write that follows reports why
+        return None
     deadline = time.monotonic() + wait_s
     while True:
         try:
@@ -236,6 +239,9 @@ def _roll_forward(folder: Path) -> None:
     except (OSError, ValueError, KeyError, TypeError):
         journal.unlink(missing_ok=True)  # written by rename only, so unreadable means not ours
         return
+    if not all(_safe_move(m) for m in moves):  # never move files outside the folder on a forged journal
+        journal.unlink(missing_ok=True)
+        return
     for staged, final in moves:
         src = folder / staged
         if src.exists():
@@ -243,6 +249,18 @@ def _roll_forward(folder: Path) -> None:
             os.replace(src, folder / final)
     os.replace(journal, folder / MANIFEST_NAME)
     _fsync_path(folder, directory=True)
+    staging = plan.get("staging")
+    if isinstance(staging, str) and staging.startswith(STAGING_PREFIX) and "/" not in staging:
+        shutil.rmtree(folder / staging, ignore_errors=True)
+
+
+def _safe_move(move: Any) -> bool:
+    if not (isinstance(move, list) and len(move) == 2 and all(isinstance(x, str) for x in move)):
+        return False
+    staged, final = move
+    parts = Path(staged).parts + Path(final).parts
+    return staged.startswith(STAGING_PREFIX) and ".." not in parts and not Path(staged).is_absolute() \
+        and not Path(final).is_absolute() and bool(final)
 
 
 def _remove_stale_staging(folder: Path) -> None:
@@ -367,9 +385,9 @@ class OutputSet:
             _fsync_path(self.out_dir / staged)
             st = os.stat(self.out_dir / staged)
             files[name] = {"size": st.st_size}
-        plan = {"moves": self._staged, "files": files, "pid": os.getpid(),
-                "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         assert self._staging is not None
+        plan = {"moves": self._staged, "files": files, "staging": self._staging.name, "pid": os.getpid(),
+                "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         pending = self._staging / JOURNAL_NAME
         with open(os.open(pending, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, _mode(FILE_MODE)), "w") as f:
             json.dump(plan, f, indent=1)

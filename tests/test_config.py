@@ -116,3 +116,73 @@ def test_overrides_may_come_before_and_after_flags():
     args = ap.parse_args(["a=1", "--chat", "b=2", "--config", "x.yaml", "c=3"])
     assert args.overrides == ["a=1", "b=2", "c=3"] and args.chat and args.config == "x.yaml"
     assert ap.parse_args([]).overrides == [] and ap.parse_args([]).config == "c.yaml"
+
+
+# --- ranges (issue 14: `lora_r=100000`, `n_embd=0`, ...) and who is blamed -------------------------
+
+from graftkit.config import check_range, key  # noqa: E402
+
+
+@dataclass
+class Ranged:
+    lora_r: int = key(16, "rank", range=(1, 4096))
+    dropout: float = key(0.0, "p", range=(0.0, 1.0))
+    n_embd: int = key(128, "width", range=(1, None))
+    n_head: int = key(4, "heads", range=(1, 64))
+    name: str = key("x", "no range on strings")
+
+    def validate(self) -> None:
+        if self.n_embd % self.n_head:
+            raise ConfigError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+
+
+@pytest.mark.parametrize("override,needle", [
+    ("lora_r=100000", "lora_r: 100000 is out of range (valid: 1 to 4096)"),
+    ("lora_r=0", "lora_r: 0 is out of range (valid: 1 to 4096)"),
+    ("dropout=1.5", "dropout: 1.5 is out of range (valid: 0.0 to 1.0)"),
+    ("dropout=nan", "dropout: nan is out of range"),
+    ("n_embd=0", "n_embd: 0 is out of range (valid: at least 1)"),
+])
+def test_out_of_range_values_name_the_valid_range_and_the_command_line(override, needle):
+    with pytest.raises(ConfigError) as e:
+        load_config(Ranged, None, [override])
+    assert e.value.path == "command line" and needle in e.value.message
+
+
+def test_out_of_range_in_the_file_names_the_file(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("lora_r: 100000\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(Ranged, p)
+    assert e.value.path == str(p) and "valid: 1 to 4096" in e.value.message
+    assert load_config(Ranged, p, ["lora_r=8"]).lora_r == 8  # the override fixes it
+    check_range("x", 5, (1, 10))
+    with pytest.raises(ConfigError, match="at most 10"):
+        check_range("x", 11, (None, 10))
+
+
+def test_validation_error_from_an_override_blames_the_command_line(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("n_embd: 128\nname: y\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(Ranged, p, ["n_head=3"])
+    assert e.value.path in (f"{p} and command line (n_head=3)", f"command line (n_head=3) and {p}")
+    p.write_text("name: y\n")  # n_embd is the default; only the override is to blame
+    with pytest.raises(ConfigError) as e:
+        load_config(Ranged, p, ["n_head=3"])
+    assert e.value.format() == "command line (n_head=3): n_embd (128) must be divisible by n_head (3)"
+    p.write_text("n_head: 3\n")  # the file alone is to blame
+    with pytest.raises(ConfigError) as e:
+        load_config(Ranged, p)
+    assert e.value.path == str(p)
+
+
+def test_real_configs_reject_the_issue_values():
+    from graftkit.lora.config import LoraTrainConfig
+    from graftkit.tiny_gpt.config import TinyGPTConfig
+
+    with pytest.raises(ConfigError, match=r"lora_r: 100000 is out of range \(valid: 1 to 4096\)"):
+        load_config(LoraTrainConfig, None, ["lora_r=100000"])
+    with pytest.raises(ConfigError, match=r"n_embd: 0 is out of range"):
+        load_config(TinyGPTConfig, None, ["n_embd=0"])
+    assert "[valid: 1 to 64]" in config_help(TinyGPTConfig)

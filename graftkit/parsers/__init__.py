@@ -68,7 +68,8 @@ _TEMP_RE = re.compile(r"^graftkit-zip-(\d+)-")
 class ParseResult:
     messages: list[Message] = field(default_factory=list)
     files: list[tuple[str, str, int]] = field(default_factory=list)  # (path, format, messages)
-    skipped: list[str] = field(default_factory=list)  # files not read: unknown format, links, FIFOs (reason in parentheses)
+    # files not read: unknown format, or the reason in parentheses (a link out of the folder, a FIFO)
+    skipped: list[str] = field(default_factory=list)
 
 
 def detect_format(path: Path) -> Parser | None:
@@ -90,7 +91,8 @@ def _parse_one(path: Path, parser: Parser, result: ParseResult, label: str) -> N
     try:
         msgs = parser.parse(path)
     except RecursionError:
-        raise InputError("nested too deeply (more than ~1000 levels of JSON brackets): not a chat export", path) from None
+        raise InputError("nested too deeply (more than ~1000 levels of JSON brackets): not a chat export",
+                         path) from None
     for m in msgs:
         if not m.source:
             m.source = parser.name
@@ -283,6 +285,7 @@ class _Walker:
         suffix = child.suffix.lower()
         if suffix in _SKIP_SUFFIXES:
             return
+        open_regular(child).close()  # unreadable: one clear error naming it, not a silent skip
         if suffix == ".zip" and zipfile.is_zipfile(child):
             self.nested_zip(child)
             return

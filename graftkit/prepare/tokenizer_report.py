@@ -109,8 +109,9 @@ def _fetch(url: str, what: str, timeout: float) -> bytes:
                         f"Work offline: give --tokenizer a local tokenizer folder or tokenizer.json, or put the file "
                         f"in TIKTOKEN_CACHE_DIR (set HF_HUB_OFFLINE=1 for Hugging Face downloads)") from None
     except requests.exceptions.RequestException as e:
-        raise UserError(f"cannot fetch {what} from {url} ({e.__class__.__name__}); offline? give --tokenizer a "
-                        f"local tokenizer folder or tokenizer.json, or put the file in TIKTOKEN_CACHE_DIR") from None
+        raise UserError(f"{what} is not cached and could not be downloaded from {url} ({e.__class__.__name__}); "
+                        f"run once with internet, or put the file in TIKTOKEN_CACHE_DIR, or give --tokenizer a "
+                        f"local tokenizer folder or tokenizer.json") from None
 
 
 def load_tiktoken(name: str, timeout: float | None = None):
