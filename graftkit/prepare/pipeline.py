@@ -25,7 +25,7 @@ from ..corpus import render_session
 from ..errors import UserError
 from ..fileio import OutputSet
 from ..messages import Message
-from ..parsers import parse_input
+from ..parsers import parse_input, whatsapp
 from ..parsers.placeholders import KINDS as PLACEHOLDER_KINDS
 from ..parsers.placeholders import coarse, mark
 from ..samples import ROLE_TO_SHAREGPT
@@ -81,6 +81,7 @@ class PrepareOptions:
     seed: int = 1337
     tokenizer: str | None = None
     max_seq_length: int = 2048
+    date_order: str | None = None  # WhatsApp day/month order: None = inferred per file, or dmy/mdy/ymd
     interactive: bool = False
     progress: bool | None = None  # tqdm's `disable`: None = only on a terminal
 
@@ -95,6 +96,8 @@ class PrepareOptions:
             raise UserError("--val-fraction must be in [0, 1)")
         if self.max_seq_length < 1:
             raise UserError("--max-seq-length must be positive")
+        if self.date_order not in (None, "dmy", "mdy", "ymd"):
+            raise UserError(f"--date-order must be dmy, mdy or ymd (got {self.date_order!r})")
 
 
 @dataclass
@@ -273,7 +276,13 @@ def _prepare(opts: PrepareOptions, ask: Callable[[str], str]) -> dict[str, Any]:
         timings[stage] = round(now - clock[0], 3)
         clock[0] = now
 
-    loaded = load_inputs(opts.inputs, opts.fmt, bar)
+    whatsapp.DATE_ORDER = opts.date_order
+    whatsapp.DATE_DECISIONS.clear()
+    try:
+        loaded = load_inputs(opts.inputs, opts.fmt, bar)
+    finally:
+        whatsapp.DATE_ORDER = None
+    date_orders = [{"file": f, "order": o, "why": w} for f, o, w in whatsapp.DATE_DECISIONS]
     lap("parse")
     parsed = len(loaded.chat) + len(loaded.training)
     dup_msgs = 0
@@ -378,6 +387,9 @@ def _prepare(opts: PrepareOptions, ask: Callable[[str], str]) -> dict[str, Any]:
     }
     if opts.scrub:  # input paths hold numbers too ("WhatsApp Chat with +44 ...")
         stats["settings"]["inputs"] = [scrubber.scrub_name(p) for p in opts.inputs]
+        for d in date_orders:
+            d["file"] = scrubber.scrub_name(d["file"])
+    stats["date_order"] = date_orders
     if stats["settings"]["system_prompt"] is not None:
         stats["settings"]["system_prompt"] = system_prompt
 
