@@ -106,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="system turn for every sample; {me} is replaced by your name; 'auto' = "
                         "\"You are {me}. Reply the way {me} would in a chat.\" (default: none, so the "
                         "model needs no special prompt at chat time)")
+    g.add_argument("--date-order", choices=("dmy", "mdy", "ymd"), default=None,
+                   help="day/month order of WhatsApp dates such as 01/02/23 (default: inferred per file from "
+                        "the whole file: a day > 12, chronology, then locale hints; the summary says which)")
     g.add_argument("--keep-duplicates", dest="dedupe", action="store_false",
                    help="do not drop messages seen in another conversation (same sender, time, text; "
                         "a chat exported twice)")
@@ -153,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         window_overlap=args.window_overlap, min_turns=args.min_turns, group_names=args.group_names,
         system_prompt=args.system_prompt, scrub=args.scrub, dedupe=args.dedupe, val_fraction=args.val_fraction,
         split=args.split, split_by=args.split_by, seed=args.seed, tokenizer=args.tokenizer,
-        max_seq_length=args.max_seq_length, interactive=sys.stdin.isatty())
+        max_seq_length=args.max_seq_length, date_order=args.date_order, interactive=sys.stdin.isatty())
     prepare(opts)
     return 0
 

@@ -17,8 +17,11 @@ never touches the main environment:
 
     python -m venv --system-site-packages bench/.cache/venv && bench/.cache/venv/bin/pip install chat-miner
 
-Goal: ours <= 20 s and <= 1 GB RSS for 1M messages, and >= 3x faster than chat-miner.
-Results also go to bench/results/prepare.json.
+    python bench/bench_prepare.py --shape busy_group    # one busy group chat: 4 people, one session
+
+Goal: ours <= 20 s and <= 1 GB RSS for 1M messages, and >= 3x faster than chat-miner; for the
+busy_group shape (the memory case of issue 12): <= 600 MiB peak RSS and >= 7x chat-miner.
+Results also go to bench/results/prepare.json (prepare_busy_group.json for that shape).
 """
 
 from __future__ import annotations

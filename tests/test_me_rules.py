@@ -73,3 +73,26 @@ def test_discord_unknown_me_still_suggests(tmp_path: Path) -> None:
     path, _ = write_discord_json(tmp_path, msgs)
     with pytest.raises(UserError, match="matches no sender"):
         prepare(PrepareOptions(inputs=[str(path)], out=str(tmp_path / "out"), me=["Zed Q"], progress=False))
+
+
+@pytest.mark.parametrize("me", ["Alex Kim", "alexk", "@alexk", "Alex"])
+def test_telegram_full_export_knows_its_owner(tmp_path: Path, me: str) -> None:
+    """A full Telegram export names its owner (personal_information): --me may be the display name,
+    the username or the first + last name, and the owner's messages take the --me name."""
+    items = []
+    for i in range(6):
+        mine = i % 2 == 1
+        items.append({"id": i, "type": "message", "date": f"2023-01-01T10:0{i}:00",
+                      "from": "Alex" if mine else "Bob", "from_id": "user42" if mine else "user7",
+                      "text": f"line {i}"})
+    obj = {"about": "...", "personal_information": {"user_id": 42, "first_name": "Alex", "last_name": "Kim",
+                                                   "username": "alexk", "phone_number": "+44 7700 900123"},
+           "chats": {"about": "...", "list": [{"name": "Bob", "type": "personal_chat", "id": 7,
+                                               "messages": items}]}}
+    path = tmp_path / "result.json"
+    path.write_text(json.dumps(obj), encoding="utf-8")
+    out = tmp_path / "out"
+    prepare(PrepareOptions(inputs=[str(path)], out=str(out), me=[me], progress=False, val_fraction=0))
+    rows = _rows(out)
+    assert {r["text"] for r in rows if r["is_me"]} == {"line 1", "line 3", "line 5"}
+    assert {r["sender"] for r in rows if r["is_me"]} == {me}

@@ -492,3 +492,18 @@ def test_unsaved_numbers_stay_distinct_people_in_every_file(tmp_path: Path) -> N
     assert stats["messages"]["by_sender"][senders[0]] == 2
     sample = read_jsonl(out / "sharegpt_format.jsonl")[0]["conversations"]
     assert sample[0]["value"] == f"{senders[0]}: message 0 from number 0"  # its own turn, its own name
+
+
+def test_corpus_written_in_batches_equals_render_session(tmp_path: Path) -> None:
+    """The corpus is streamed a batch of turns at a time (memory); the text must be render_session's."""
+    from graftkit.corpus import render_session
+    from graftkit.fileio import OutputSet
+    from graftkit.prepare.pipeline import Unit, _write_corpus
+    from graftkit.prepare.shaping import Session, Turn, render_turns
+    turns = [Turn(["Ann", "Bob", "Me"][i % 3], i % 3 == 2, f"t{i}", None) for i in range(10)]
+    s = Session("c", 0, 0, "x", turns)
+    u = Unit(s.key, "c", None, session=s, samples=[[("user", "x")]])
+    with OutputSet(tmp_path) as out:
+        stats = _write_corpus(out, [u], "auto", batch=3)
+    text = (tmp_path / "corpus_train.txt").read_text(encoding="utf-8")
+    assert text == render_session(render_turns(s, "auto")) and stats["train_chars"] == len(text)

@@ -144,15 +144,17 @@ def placeholder_kind(text: str) -> str | None:
     return None
 
 
-def mark(messages: Iterable[Message]) -> None:
+def mark(messages: Iterable[Message], done_sources: frozenset[str] = frozenset({"whatsapp_txt"})) -> None:
     """Set `placeholder` (and `media` for media kinds) on every message whose text is a placeholder.
 
     Inlines the cheap rejections of placeholder_kind: this runs once per message of every export.
+    done_sources: formats whose parser already asked placeholder_kind about every message (WhatsApp
+    must, to tell iOS system lines from attachments), skipped here.
     """
     idx = _INDEX or index()
     exact, edges, kind_of = idx.exact, idx.edges, placeholder_kind
     for m in messages:
-        if m.placeholder is not None:
+        if m.placeholder is not None or m.source in done_sources:
             continue
         text = m.text
         kind = exact.get(text)

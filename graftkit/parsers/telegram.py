@@ -76,7 +76,24 @@ def _timestamp(msg: dict) -> str | None:
     return None
 
 
-def _chat_messages(chat: dict, conversation: str, path: Path, where: str) -> list[Message]:
+def _owner(data: dict) -> tuple[str | None, tuple[str, ...]]:
+    """The account owner of a full export: its `from_id` ("user<id>") and the names it goes by
+    (username, "@username", first + last name), from `personal_information`."""
+    info = data.get("personal_information")
+    if not isinstance(info, dict) or info.get("user_id") is None:
+        return None, ()
+    names = []
+    user = info.get("username")
+    if isinstance(user, str) and user.strip():
+        names += [user.lstrip("@"), "@" + user.lstrip("@")]
+    full = " ".join(str(info.get(k) or "").strip() for k in ("first_name", "last_name")).strip()
+    if full:
+        names.append(full)
+    return f"user{info['user_id']}", tuple(names)
+
+
+def _chat_messages(chat: dict, conversation: str, path: Path, where: str,
+                   owner: tuple[str | None, tuple[str, ...]] = (None, ())) -> list[Message]:
     msgs = chat.get("messages")
     if not isinstance(msgs, list):
         raise InputError(f"{where}: no 'messages' list; is this a complete Telegram export?", path)
@@ -91,8 +108,9 @@ def _chat_messages(chat: dict, conversation: str, path: Path, where: str) -> lis
         if sender is not None and not isinstance(sender, str):
             sender = str(sender)
         media = not text and any(msg.get(k) not in (None, "") for k in _MEDIA_KEYS)
+        mine = owner[0] is not None and msg.get("from_id") == owner[0]
         out.append(Message(sender=sender, text=text, timestamp=_timestamp(msg), conversation=conversation,
-                           source=NAME, media=media))
+                           source=NAME, media=media, owner=mine, aliases=owner[1] if mine else ()))
     return out
 
 
@@ -124,11 +142,12 @@ def _parse(path: Path) -> list[Message]:
                 chats.extend(lst)
         seen: dict[str, Any] = {}
         out: list[Message] = []
+        owner = _owner(data)
         for i, chat in enumerate(chats):
             if not isinstance(chat, dict):
                 raise InputError(f"chat {i} is not an object", path)
             label = _chat_label(chat, seen)
-            out.extend(_chat_messages(chat, label, path, f"chat {label!r}"))
+            out.extend(_chat_messages(chat, label, path, f"chat {label!r}", owner))
         return out
     if "messages" not in data:
         raise InputError("no 'messages' list and no 'chats.list'; not a complete Telegram export", path)

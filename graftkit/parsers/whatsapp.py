@@ -10,7 +10,13 @@ The header style depends on phone OS and locale, so one file is read like this:
    on the first `": "`. Dates and times are kept as the raw strings (few distinct values) and
    converted once each at the end.
 3. Day/month order is inferred from the whole file: a field > 12 settles it, then chronology (the
-   reading with fewer backward jumps wins), then locale hints.
+   reading with fewer backward jumps wins), then locale hints; `--date-order` overrides it, and the
+   order chosen for each file (and why) is reported (DATE_DECISIONS).
+
+Locales seen: iOS and Android, `/ . -` and `13. 6. 2018.` dates, 2/4-digit years, Thai Buddhist-era
+years (2565 = 2022), Japanese era dates (R4/03/27), Eastern Arabic digits with U+200F marks and the
+Arabic comma (م/ص = PM/AM), `a. m.`/`p. m.`, dotted times (21.41.35, 01.55 PM), the time first
+(`[21:41:35, 3/27/22]`), `à`/`klo` between date and time, and `: `/`; ` after the time.
 
 Why this shape: exports of 1M messages are common for long-running chats; this parses them in a few
 seconds and keeps only the messages in memory.
@@ -37,62 +43,104 @@ SOURCE = "whatsapp_txt"
 LRM = "\u200e"   # LEFT-TO-RIGHT MARK: starts iOS media/system lines; removed from senders and texts
 NNBSP = "\u202f"  # NARROW NO-BREAK SPACE: before AM/PM since 2023
 
-# 12-hour marker: "PM", "pm", "\u202fPM", "a. m.", "p. m."
-_AMPM = r"[ \u202f\u00a0]?[AaPp]\.?[ \u202f\u00a0]?[Mm]\.?"
+# 12-hour marker: "PM", "pm", "\u202fPM", "a. m.", "p. m.", Arabic "م"/"ص", German "nachm."/"vorm."
+_AMPM = r"(?:[ \u202f\u00a0]?(?:[AaPp]\.?[ \u202f\u00a0]?[Mm]\.?|[\u0645\u0635]|vorm\.|nachm\.))"
+_PM_MARKS = ("p", "\u0645", "nachm")
+_BIDI = "[\u200e\u200f]*"  # LRM/RLM: Arabic and Hebrew exports put them around the fields
 
-# Any header, to find the first one and learn the file's shape. Groups: 1 "[", 2 first date field,
-# 3 date separator, 4 middle field, 5 last field, 6 "H:MM", 7 ":SS", 8 AM/PM.
+# Any header, to find the first one and learn the file's shape. `\d` also matches Eastern Arabic
+# digits (٠-٩), which int() reads. Dates: "31/12/2023", "31.12.23", "13. 6. 2018.", "2019-01-31",
+# Japanese era "R4/03/27"; times "21:05", "21.41.35", "01.55 PM"; between them ", ", " ", "، ",
+# " à ", " klo ", " - "; after them "] " (iOS), " - " (Android, also with two spaces), ": " or "; "
+# (old iOS and some Android builds). iOS may also write the time first: "[21:41:35, 3/27/22] ".
+_DATE_P = (r"(?P<date>(?P<era>[RH])?(?P<a>\d{1,4})\u200f?(?P<dsep>\. ?|[/-])(?P<b>\d{1,2})\u200f?(?P=dsep)"
+           r"(?P<c>\d{1,4})(?P<dend>\.)?)")
+_TIME_P = r"(?P<time>\d{1,2}(?P<tsep>[:.])\d{2}(?P<sec>(?P=tsep)\d{2})?(?P<ampm>" + _AMPM + r")?)"
 _PROBE = re.compile(
-    r"\u200e*(\[)?(\d{1,4})([./-])(\d{1,2})\3(\d{1,4}),? "
-    r"(\d{1,2}:\d{2})(:\d{2})?(" + _AMPM + r")?"
-    r"(?(1)\] | [-\u2013] )")
+    r"\u200e*(?P<br>\[)?" + _BIDI + _DATE_P + _BIDI + r"(?P<dts>,? |\u060c ?| \u00e0 | klo | - )" + _BIDI
+    + _TIME_P + _BIDI + r"(?P<end>(?(br)\] |(?: {1,2}[-\u2013] |: |; )))")
+_PROBE_TIME_FIRST = re.compile(r"\u200e*\[" + _BIDI + _TIME_P + r", " + _BIDI + _DATE_P + _BIDI + r"\] ")
 
 _DIGITS = re.compile(r"\d+")
+
 
 class Shape(NamedTuple):
     """What one file's headers look like; all headers of a file must have the same shape."""
 
     ios: bool  # "[date, time] Name: text" (else Android "date, time - Name: text")
-    sep: str  # date separator: "/", "." or "-"
-    year_first: bool  # 2019/01/31
-    year_digits: int  # 2 or 4
+    sep: str  # date separator: "/", ".", "-" or ". " ("13. 6. 2018.")
+    year_first: bool  # 2019/01/31 (and Japanese era dates R4/03/27)
+    year_digits: int  # 2 or 4 (0 for an era year)
     seconds: bool
     twelve_hour: bool
+    time_sep: str = ":"  # ":" or "." ("21.41.35")
+    date_end: str = ""  # "." after the year ("13. 6. 2018.")
+    between: str = ", "  # between date and time: ", ", " ", "، ", " à ", " klo ", " - "
+    end: str = " - "  # after the header: "] ", " - ", ": ", "; "
+    time_first: bool = False  # "[21:41:35, 3/27/22] "
+    bidi: bool = False  # LRM/RLM marks around the fields
 
 
-def _shape_of(m: re.Match) -> Shape | None:
-    """The shape of a _PROBE match, or None when its digit counts fit no real date layout."""
-    first, last = m.group(2), m.group(5)
-    if len(first) == 4 and len(last) <= 2:
+def _shape_of(m: re.Match, time_first: bool = False) -> Shape | None:
+    """The shape of a probe match, or None when its digit counts fit no real date layout."""
+    g = m.groupdict()
+    first, last = g["a"], g["c"]
+    if g["era"]:
+        if len(first) > 2 or len(last) > 2:
+            return None
+        year_first, year_digits = True, 0
+    elif len(first) == 4 and len(last) <= 2:
         year_first, year_digits = True, 4
     elif len(first) <= 2 and len(last) in (2, 4):
         year_first, year_digits = False, len(last)
     else:
         return None
-    return Shape(m.group(1) is not None, m.group(3), year_first, year_digits, m.group(7) is not None,
-                 m.group(8) is not None)
+    line = m.group(0)
+    bidi = "\u200f" in line or "\u200e" in line.lstrip("\u200e")
+    if time_first:
+        return Shape(True, g["dsep"], year_first, year_digits, g["sec"] is not None, g["ampm"] is not None,
+                     g["tsep"], g["dend"] or "", ", ", "] ", True, bidi)
+    ios = g["br"] is not None
+    end = g["end"]
+    return Shape(ios, g["dsep"], year_first, year_digits, g["sec"] is not None, g["ampm"] is not None,
+                 g["tsep"], g["dend"] or "", g["dts"], "] " if ios else (" - " if end.strip() in ("-", "\u2013") else end), False, bidi)
 
 
 @lru_cache(maxsize=64)
 def header_regex(shape: Shape) -> re.Pattern:
-    """The one regex for all headers of a file. Groups: leading U+200E, raw date, raw time, rest of line."""
-    s = re.escape(shape.sep)
+    """The one regex for all headers of a file. Groups: leading U+200E, raw date, raw time, rest of line
+    (raw time before raw date for `time_first` shapes)."""
+    s = ("\u200f?" if shape.bidi else "") + re.escape(shape.sep)
     if shape.year_first:
-        date_rx = rf"\d{{4}}{s}\d{{1,2}}{s}\d{{1,2}}"
+        year = r"[RH]\d{1,2}" if shape.year_digits == 0 else r"\d{4}"
+        date_rx = rf"{year}{s}\d{{1,2}}{s}\d{{1,2}}"
     else:
         date_rx = rf"\d{{1,2}}{s}\d{{1,2}}{s}\d{{{shape.year_digits}}}"
-    time_rx = r"\d{1,2}:\d{2}" + (r":\d{2}" if shape.seconds else "") + (_AMPM if shape.twelve_hour else "")
+    date_rx += re.escape(shape.date_end)
+    t = re.escape(shape.time_sep)
+    time_rx = rf"\d{{1,2}}{t}\d{{2}}" + (rf"{t}\d{{2}}" if shape.seconds else "") + (
+        _AMPM if shape.twelve_hour else "")
+    b = _BIDI if shape.bidi else ""
+    if shape.time_first:
+        return re.compile(rf"(\u200e*)\[{b}({time_rx}), {b}({date_rx}){b}\] (.*)", re.DOTALL)
+    lead = rf"(\u200e*){b}"
+    between = ",? " if shape.between in (", ", " ") else re.escape(shape.between)
     if shape.ios:
-        head = rf"(\u200e*)\[({date_rx}),? ({time_rx})\] "
+        head = rf"(\u200e*)\[{b}({date_rx}){b}{between}{b}({time_rx}){b}\] "
+    elif shape.end.strip() == "-":
+        head = rf"{lead}({date_rx}){b}{between}{b}({time_rx}){b} {{1,2}}[-\u2013] "
     else:
-        head = rf"(\u200e*)({date_rx}),? ({time_rx}) [-\u2013] "
+        head = rf"{lead}({date_rx}){b}{between}{b}({time_rx}){b}{re.escape(shape.end)}"
     return re.compile(head + "(.*)", re.DOTALL)
 
 
 def find_shape(line: str) -> Shape | None:
     """The header shape of `line`, or None if it is not a WhatsApp header."""
     m = _PROBE.match(line)
-    return _shape_of(m) if m is not None else None
+    if m is not None:
+        return _shape_of(m)
+    m = _PROBE_TIME_FIRST.match(line)
+    return _shape_of(m, time_first=True) if m is not None else None
 
 
 # ---------------------------------------------------------------------------------------------- detect
@@ -123,7 +171,8 @@ def _time_part(raw: str, twelve_hour: bool) -> str | None:
     nums = [int(x) for x in _DIGITS.findall(raw)]
     h, mi, sec = nums[0], nums[1], (nums[2] if len(nums) > 2 else 0)
     if twelve_hour and h <= 12:
-        h = h % 12 + (12 if "p" in raw.lower() else 0)
+        low = raw.lower()
+        h = h % 12 + (12 if any(p in low for p in _PM_MARKS) else 0)
     if h > 23 or mi > 59 or sec > 59:
         return None
     return f"T{h:02d}:{mi:02d}:{sec:02d}"
@@ -167,7 +216,7 @@ def _parse_lines(path: Path, lines: Iterator[str], lineno: int, shape: Shape) ->
     match = header_regex(shape).match
     idx = placeholder_index()
     exact, edges = idx.exact, idx.edges
-    twelve, ios = shape.twelve_hour, shape.ios
+    twelve, ios, time_first = shape.twelve_hour, shape.ios, shape.time_first
     msgs: list[Message] = []
     append = msgs.append
     senders: dict[str, str] = {}  # raw -> cleaned, and one string object per sender
@@ -188,7 +237,10 @@ def _parse_lines(path: Path, lines: Iterator[str], lineno: int, shape: Shape) ->
             if cur is not None:
                 _append_lines(cur, cont)
             cont = []
-        lrm, raw_date, raw_time, rest = m.groups()
+        if time_first:
+            lrm, raw_time, raw_date, rest = m.groups()
+        else:
+            lrm, raw_date, raw_time, rest = m.groups()
         if raw_date != cur_date:
             cur_date = raw_date
             dates.setdefault(raw_date, lineno)
@@ -225,12 +277,12 @@ def _parse_lines(path: Path, lines: Iterator[str], lineno: int, shape: Shape) ->
             text = text.replace(LRM, "")
         sender = senders.get(raw_sender)
         if sender is None:
-            sender = senders[raw_sender] = raw_sender.replace(LRM, "")
+            sender = senders[raw_sender] = raw_sender.replace(LRM, "").replace("\u200f", "").strip()
         cur = Message(sender, text, t, "", SOURCE, kind in MEDIA_KINDS, kind)
         append(cur)
     if cont and cur is not None:
         _append_lines(cur, cont)
-    _fill_dates(path, msgs, dates, runs, shape)
+    _fill_dates(path, msgs, dates, runs, shape, times)
     return msgs
 
 
@@ -243,48 +295,77 @@ def _append_lines(msg: Message, cont: list[str]) -> None:
 
 # ----------------------------------------------------------------------------------------------- dates
 
-def _infer_order(parsed: dict[str, tuple[int, int, int]], runs: list[tuple[str, int]], shape: Shape) -> str:
-    """"dmy" or "mdy" for a file whose dates are `a<sep>b<sep>year`, judged on the whole file.
+# --date-order (set by the pipeline for a run; None = infer per file) and what each file got, for the
+# run's summary and stats.json: [(file, order, why)].
+DATE_ORDER: str | None = None
+DATE_DECISIONS: list[tuple[str, str, str]] = []
+
+
+def _infer_order(parsed: dict[str, tuple[int, int, int]], runs: list[tuple[str, int]],
+                 shape: Shape, raw_times: Iterable[str] = ()) -> tuple[str, str]:
+    """("dmy" or "mdy", why) for a file whose dates are `a<sep>b<sep>year`, judged on the whole file.
 
     1. A first field > 12 means day first; a middle field > 12 means month first.
     2. Otherwise the reading in which the dates (in file order) go backwards fewer times.
-    3. Otherwise locale hints: 12-hour clocks and unpadded M/D/YY are US; everything else is day first.
+    3. Otherwise locale hints: "a. m."/"p. m." (Spanish), "vorm."/"nachm.", Arabic marks, dotted
+       times and 24-hour clocks are day-first locales; a plain AM/PM clock and unpadded M/D/YY are US.
     """
     a_big = any(a > 12 for a, _, _ in parsed.values())
     b_big = any(b > 12 for _, b, _ in parsed.values())
     if a_big != b_big:
-        return "dmy" if a_big else "mdy"
+        return ("dmy", "a first field > 12") if a_big else ("mdy", "a middle field > 12")
     if a_big:  # both: the reading with fewer impossible dates wins (the rest are reported)
         bad_dmy = sum(b > 12 for _, b, _ in parsed.values())
         bad_mdy = sum(a > 12 for a, _, _ in parsed.values())
         if bad_dmy != bad_mdy:
-            return "dmy" if bad_dmy < bad_mdy else "mdy"
+            return ("dmy" if bad_dmy < bad_mdy else "mdy"), "fewer impossible dates"
     seq = [parsed[raw] for raw, _ in runs]
     back_dmy = sum((q[2], q[1], q[0]) < (p[2], p[1], p[0]) for p, q in zip(seq, seq[1:]))
     back_mdy = sum((q[2], q[0], q[1]) < (p[2], p[0], p[1]) for p, q in zip(seq, seq[1:]))
     if back_dmy != back_mdy:
-        return "dmy" if back_dmy < back_mdy else "mdy"
+        return ("dmy" if back_dmy < back_mdy else "mdy"), "dates in order (chronology)"
     if shape.twelve_hour:
-        return "mdy"
+        sample = " ".join(itertools.islice(raw_times, 50)).lower()
+        if any(h in sample for h in ("a. m.", "p. m.", "vorm.", "nachm.", "\u0645", "\u0635")) \
+                or shape.time_sep == "." or shape.sep != "/":
+            return "dmy", "locale hint (day-first 12-hour markers / separators)"
+        return "mdy", "locale hint (US 12-hour clock)"
     if shape.sep == "/" and shape.year_digits == 2 and any(
             len(part) == 1 for raw in parsed for part in raw.split("/")[:2]):
-        return "mdy"
-    return "dmy"
+        return "mdy", "locale hint (unpadded M/D/YY)"
+    return "dmy", "locale hint (24-hour clock: day first)"
+
+
+def _year(y: int, raw: str) -> int:
+    """Full year: 2-digit years are 20xx, Thai Buddhist-era years (2565) are 543 ahead, and Japanese
+    era years count from the era (R1 = 2019, H1 = 1989)."""
+    if raw[:1] in "RH" and not raw[:1].isdigit():
+        return y + (2018 if raw[0] == "R" else 1988)
+    if y < 100:
+        return y + 2000
+    if y >= 2400:
+        return y - 543
+    return y
 
 
 def _fill_dates(path: Path, msgs: list[Message], dates: dict[str, int], runs: list[tuple[str, int]],
-                shape: Shape) -> None:
+                shape: Shape, raw_times: Iterable[str] = ()) -> None:
     """Convert each distinct raw date once, then prefix it to the time part of its messages."""
     parsed = {raw: tuple(int(x) for x in _DIGITS.findall(raw)) for raw in dates}
-    order = "ymd" if shape.year_first else _infer_order(parsed, runs, shape)
+    if shape.year_first:
+        order, why = "ymd", "year first"
+    elif DATE_ORDER in ("dmy", "mdy", "ymd"):
+        order, why = DATE_ORDER, "--date-order"
+    else:
+        order, why = _infer_order(parsed, runs, shape, raw_times)
+    DATE_DECISIONS.append((str(path), order, why))
     iso: dict[str, str] = {}
     for raw, (a, b, c) in parsed.items():
         y, mo, d = (a, b, c) if order == "ymd" else (c, b, a) if order == "dmy" else (c, a, b)
-        if y < 100:
-            y += 2000
+        y = _year(y, raw)
         if not (1 <= mo <= 12 and 1 <= d <= 31 and 1 <= y <= 9998) or d > _days_in_month(y, mo):
-            raise InputError(f"invalid date {raw!r} (the file's dates read as {order.upper()})", path,
-                             dates[raw])
+            raise InputError(f"invalid date {raw!r} (the file's dates read as {order.upper()}; "
+                             f"override with --date-order dmy|mdy|ymd)", path, dates[raw])
         iso[raw] = f"{y:04d}-{mo:02d}-{d:02d}"
     ends = [start for _, start in runs[1:]] + [len(msgs)]
     for (raw, start), end in zip(runs, ends):

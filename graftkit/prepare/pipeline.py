@@ -21,11 +21,11 @@ from typing import Any, Callable, Iterable, Iterator
 
 from tqdm import tqdm
 
-from ..corpus import render_session
+from ..corpus import END, ME, THEM, render_session
 from ..errors import UserError
 from ..fileio import OutputSet
 from ..messages import Message
-from ..parsers import parse_input
+from ..parsers import parse_input, whatsapp
 from ..parsers.placeholders import KINDS as PLACEHOLDER_KINDS
 from ..parsers.placeholders import coarse, mark
 from ..samples import ROLE_TO_SHAREGPT
@@ -81,6 +81,7 @@ class PrepareOptions:
     seed: int = 1337
     tokenizer: str | None = None
     max_seq_length: int = 2048
+    date_order: str | None = None  # WhatsApp day/month order: None = inferred per file, or dmy/mdy/ymd
     interactive: bool = False
     progress: bool | None = None  # tqdm's `disable`: None = only on a terminal
 
@@ -95,6 +96,8 @@ class PrepareOptions:
             raise UserError("--val-fraction must be in [0, 1)")
         if self.max_seq_length < 1:
             raise UserError("--max-seq-length must be positive")
+        if self.date_order not in (None, "dmy", "mdy", "ymd"):
+            raise UserError(f"--date-order must be dmy, mdy or ymd (got {self.date_order!r})")
 
 
 @dataclass
@@ -273,7 +276,13 @@ def _prepare(opts: PrepareOptions, ask: Callable[[str], str]) -> dict[str, Any]:
         timings[stage] = round(now - clock[0], 3)
         clock[0] = now
 
-    loaded = load_inputs(opts.inputs, opts.fmt, bar)
+    whatsapp.DATE_ORDER = opts.date_order
+    whatsapp.DATE_DECISIONS.clear()
+    try:
+        loaded = load_inputs(opts.inputs, opts.fmt, bar)
+    finally:
+        whatsapp.DATE_ORDER = None
+    date_orders = [{"file": f, "order": o, "why": w} for f, o, w in whatsapp.DATE_DECISIONS]
     lap("parse")
     parsed = len(loaded.chat) + len(loaded.training)
     dup_msgs = 0
@@ -313,84 +322,101 @@ def _prepare(opts: PrepareOptions, ask: Callable[[str], str]) -> dict[str, Any]:
     system_prompt = _system_prompt(opts.system_prompt, names_out.get(me_name, me_name))  # scrubbed name
     lap("scrub")
 
-    # --- sessions and samples
-    shape = ShapeStats()
-    convs = group_by_conversation(chat)
-    sessions = build_sessions(
-        convs, is_me, merge_gap=opts.merge_gap, session_gap=opts.session_gap, untimed=opts.untimed_sessions,
-        window_turns=opts.window_turns, sender_names=names_out, stats=shape,
-        progress=bar(convs.items(), total=len(convs), desc="sessions", unit="chat"))
-    del convs
-    lap("sessions")
-    sample_drops: Counter = Counter()
-    units = _make_units(sessions, _records(loaded.training), opts, system_prompt, sample_drops)
-    lap("samples")
-    _dedupe_samples(units, sample_drops)
-    n_samples = sum(len(u.samples) for u in units)
-    if n_samples == 0:
-        who = ", ".join(sorted(names_out.get(s) or "" for s in me)) or "the assistant"
-        raise UserError(f"no training samples: a sample needs a text message by {who} and at least "
-                        f"{opts.min_turns} turns in one session ({len(sessions)} sessions, dropped "
-                        f"{dict(sample_drops)}); check --me, --session-gap, --min-turns", opts.inputs[0])
-    _split(units, opts)
-    lap("split")
+    # --- from here on every output is staged and published together when the block ends without an
+    # error (OutputSet). messages.jsonl goes first so that the messages can be freed while the
+    # sessions are built: a 1M-message chat is then never held as messages, turns and samples at once.
+    out_dir = Path(opts.out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError("--out exists and is not a folder", out_dir)
+    with OutputSet(out_dir) as out:
+        _write_messages(out, chat, loaded.training, is_me, names_out, bar)
+        lap("messages.jsonl")
+        n_chat = len(chat)
+        by_source = Counter(map(attrgetter("source"), chat))
+        shape = ShapeStats()
+        convs = group_by_conversation(chat)
+        chat.clear()
+        loaded.chat.clear()
+        sessions = build_sessions(
+            convs, is_me, merge_gap=opts.merge_gap, session_gap=opts.session_gap, untimed=opts.untimed_sessions,
+            window_turns=opts.window_turns, sender_names=names_out, stats=shape, consume=True,
+            progress=bar(convs.items(), total=len(convs), desc="sessions", unit="chat"))
+        del convs
+        lap("sessions")
+        sample_drops: Counter = Counter()
+        units = _make_units(sessions, _records(loaded.training), opts, system_prompt, sample_drops)
+        lap("samples")
+        _dedupe_samples(units, sample_drops)
+        n_samples = sum(len(u.samples) for u in units)
+        if n_samples == 0:
+            who = ", ".join(sorted(names_out.get(s) or "" for s in me)) or "the assistant"
+            raise UserError(f"no training samples: a sample needs a text message by {who} and at least "
+                            f"{opts.min_turns} turns in one session ({len(sessions)} sessions, dropped "
+                            f"{dict(sample_drops)}); check --me, --session-gap, --min-turns", opts.inputs[0])
+        _split(units, opts)
+        lap("split")
 
-    tok = None
-    if counter is not None:
-        tok = token_report(counter, [smp for u in units for smp in u.samples], opts.max_seq_length)
-        lap("tokenizer")
+        tok = None
+        if counter is not None:
+            tok = token_report(counter, [smp for u in units for smp in u.samples], opts.max_seq_length)
+            lap("tokenizer")
 
-    # --- stats
-    by_sender: Counter = Counter()
-    for s, n in counts.items():
-        by_sender[names_out[s]] += n
-    by_sender.update(map(attrgetter("sender"), loaded.training))
-    by_source = Counter(map(attrgetter("source"), chat))
-    by_source.update(map(attrgetter("source"), loaded.training))
-    live = [u for u in units if u.samples]
-    val_units = [u for u in live if u.is_val]
-    stats: dict[str, Any] = {
-        "inputs": loaded.inputs,
-        "me": sorted(names_out.get(s) or "" for s in me),
-        "messages": {
-            "parsed": parsed,
-            "written": len(chat) + len(loaded.training),
-            "me": sum(counts[s] for s in me),
-            "by_sender": dict(by_sender.most_common()),
-            "by_source": dict(by_source.most_common()),
-        },
-        "dropped": {"duplicate_message": dup_msgs, **{k: shape.dropped[k] for k in PLACEHOLDER_KINDS},
-                    "empty": shape.dropped["empty"]},
-        "merged_messages": shape.merged,
-        "sessions": {"total": len(sessions), "with_samples": sum(1 for u in live if u.session is not None)},
-        "records": len(units) - len(sessions),
-        "samples": {
-            "total": n_samples,
-            "train": sum(len(u.samples) for u in live if not u.is_val),
-            "val": sum(len(u.samples) for u in val_units),
-            "dropped": {k: sample_drops[k] for k in ("no_me_turn", "too_short", "duplicate_sample")},
-        },
-        "pii": {"enabled": opts.scrub, "replacements": {k: scrubber.counts[k] for k in KINDS}},
-        "split": {"mode": opts.split, "by": opts.split_by, "val_fraction": opts.val_fraction, "seed": opts.seed,
-                  "train_units": len(live) - len(val_units), "val_units": len(val_units)},
-        "tokenizer": tok,
-        "settings": {k: v for k, v in asdict(opts).items() if k not in ("interactive", "progress")},
-    }
-    if opts.scrub:  # input paths hold numbers too ("WhatsApp Chat with +44 ...")
-        stats["settings"]["inputs"] = [scrubber.scrub_name(p) for p in opts.inputs]
-    if stats["settings"]["system_prompt"] is not None:
-        stats["settings"]["system_prompt"] = system_prompt
+        # --- stats
+        by_sender: Counter = Counter()
+        for s, n in counts.items():
+            by_sender[names_out[s]] += n
+        by_sender.update(map(attrgetter("sender"), loaded.training))
+        by_source.update(map(attrgetter("source"), loaded.training))
+        live = [u for u in units if u.samples]
+        val_units = [u for u in live if u.is_val]
+        stats: dict[str, Any] = {
+            "inputs": loaded.inputs,
+            "me": sorted(names_out.get(s) or "" for s in me),
+            "messages": {
+                "parsed": parsed,
+                "written": n_chat + len(loaded.training),
+                "me": sum(counts[s] for s in me),
+                "by_sender": dict(by_sender.most_common()),
+                "by_source": dict(by_source.most_common()),
+            },
+            "dropped": {"duplicate_message": dup_msgs, **{k: shape.dropped[k] for k in PLACEHOLDER_KINDS},
+                        "empty": shape.dropped["empty"]},
+            "merged_messages": shape.merged,
+            "sessions": {"total": len(sessions), "with_samples": sum(1 for u in live if u.session is not None)},
+            "records": len(units) - len(sessions),
+            "samples": {
+                "total": n_samples,
+                "train": sum(len(u.samples) for u in live if not u.is_val),
+                "val": sum(len(u.samples) for u in val_units),
+                "dropped": {k: sample_drops[k] for k in ("no_me_turn", "too_short", "duplicate_sample")},
+            },
+            "pii": {"enabled": opts.scrub, "replacements": {k: scrubber.counts[k] for k in KINDS}},
+            "split": {"mode": opts.split, "by": opts.split_by, "val_fraction": opts.val_fraction, "seed": opts.seed,
+                      "train_units": len(live) - len(val_units), "val_units": len(val_units)},
+            "tokenizer": tok,
+            "settings": {k: v for k, v in asdict(opts).items() if k not in ("interactive", "progress")},
+        }
+        if opts.scrub:  # input paths hold numbers too ("WhatsApp Chat with +44 ...")
+            stats["settings"]["inputs"] = [scrubber.scrub_name(p) for p in opts.inputs]
+            for d in date_orders:
+                d["file"] = scrubber.scrub_name(d["file"])
+        stats["date_order"] = date_orders
+        if stats["settings"]["system_prompt"] is not None:
+            stats["settings"]["system_prompt"] = system_prompt
 
-    warnings = []
-    if not val_units and opts.val_fraction > 0:
-        warnings.append(f"validation set is empty ({len(live)} session(s) with samples; the split never cuts "
-                        f"a session): give more data, or --val-fraction 0 and let the trainer split")
-    if tok and tok["over_max_seq_length"]:
-        warnings.append(f"{tok['over_max_seq_length']} samples exceed --max-seq-length {opts.max_seq_length} "
-                        f"tokens (they will not fit the model as they are): lower --window-turns")
-    stats["warnings"] = warnings
-    stats["timings_s"] = timings
-    _write(opts, stats, chat, loaded.training, is_me, names_out, units, bar, lap)
+        warnings = []
+        if not val_units and opts.val_fraction > 0:
+            warnings.append(f"validation set is empty ({len(live)} session(s) with samples; the split never cuts "
+                            f"a session): give more data, or --val-fraction 0 and let the trainer split")
+        if tok and tok["over_max_seq_length"]:
+            warnings.append(f"{tok['over_max_seq_length']} samples exceed --max-seq-length {opts.max_seq_length} "
+                            f"tokens (they will not fit the model as they are): lower --window-turns")
+        stats["warnings"] = warnings
+        stats["timings_s"] = timings
+        _write_samples(out, units)
+        stats["corpus"] = _write_corpus(out, units, opts.group_names)
+        lap("write")
+        out.write_json("stats.json", stats)
     print(format_summary(stats))
     return stats
 
@@ -462,42 +488,59 @@ def _split(units: list[Unit], opts: PrepareOptions) -> None:
             u.is_val = f
 
 
-def _write(opts: PrepareOptions, stats: dict, chat: list[Message], training: list[Message],
-           is_me: dict, names_out: dict, units: list[Unit], bar: Callable, lap: Callable[[str], None]) -> None:
-    """Stage every output and publish them together (OutputSet renames only if all succeed)."""
-    out_dir = Path(opts.out)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError("--out exists and is not a folder", out_dir)
-    with OutputSet(out_dir) as out:
-        def open_(name: str):
-            # backslashreplace: a lone surrogate from a broken export must not abort the whole run
-            return open(out.path(name), "w", encoding="utf-8", errors="backslashreplace", newline="\n")
+def _open(out: OutputSet, name: str):
+    # backslashreplace: a lone surrogate from a broken export must not abort the whole run
+    return open(out.path(name), "w", encoding="utf-8", errors="backslashreplace", newline="\n")
 
-        with open_("messages.jsonl") as f:
-            for chunk in _message_lines(bar(chat, desc="messages.jsonl", unit="msg", mininterval=0.5),
-                                        names_out, is_me.__getitem__):
-                f.write(chunk)
-            for chunk in _message_lines(training, {}, lambda s: ROLE_OF.get(s or "") == "assistant"):
-                f.write(chunk)
-        with open_("sharegpt_format.jsonl") as f_all, open_("sharegpt_train.jsonl") as f_tr, \
-                open_("sharegpt_val.jsonl") as f_va:
-            for u in units:
-                for smp in u.samples:
-                    line = _sharegpt_line(smp)
-                    f_all.write(line)
-                    (f_va if u.is_val else f_tr).write(line)
-        chars = {"train": 0, "val": 0}
-        n_sess = {"train": 0, "val": 0}
-        with open_("corpus_train.txt") as f_tr, open_("corpus_val.txt") as f_va:
-            for u in units:
-                if not u.samples:
-                    continue
-                text = render_session(u.transcript_turns(opts.group_names))
-                side = "val" if u.is_val else "train"
-                (f_va if u.is_val else f_tr).write(text)
+
+def _write_messages(out: OutputSet, chat: list[Message], training: list[Message], is_me: dict, names_out: dict,
+                    bar: Callable) -> None:
+    with _open(out, "messages.jsonl") as f:
+        for chunk in _message_lines(bar(chat, desc="messages.jsonl", unit="msg", mininterval=0.5),
+                                    names_out, is_me.__getitem__):
+            f.write(chunk)
+        for chunk in _message_lines(training, {}, lambda s: ROLE_OF.get(s or "") == "assistant"):
+            f.write(chunk)
+
+
+def _write_samples(out: OutputSet, units: list[Unit]) -> None:
+    with _open(out, "sharegpt_format.jsonl") as f_all, _open(out, "sharegpt_train.jsonl") as f_tr, \
+            _open(out, "sharegpt_val.jsonl") as f_va:
+        for u in units:
+            for smp in u.samples:
+                line = _sharegpt_line(smp)
+                f_all.write(line)
+                (f_va if u.is_val else f_tr).write(line)
+
+
+def _write_corpus(out: OutputSet, units: list[Unit], group_names: str, batch: int = 4096) -> dict[str, int]:
+    """corpus_train.txt / corpus_val.txt: one transcript per unit (graftkit.corpus.render_session's
+    format), written `batch` turns at a time: one busy group chat can be a single session of a
+    million turns, and rendering it as one string would double its size in memory."""
+    chars = {"train": 0, "val": 0}
+    n_sess = {"train": 0, "val": 0}
+    with _open(out, "corpus_train.txt") as f_tr, _open(out, "corpus_val.txt") as f_va:
+        for u in units:
+            if not u.samples:
+                continue
+            side, f = ("val", f_va) if u.is_val else ("train", f_tr)
+            if u.session is not None:
+                s = u.session
+                prefix = group_names == "always" or (group_names == "auto" and len(s.others()) > 1)
+                turns = s.turns
+                for start in range(0, len(turns), batch):
+                    text = "".join(
+                        f"{ME}{t.text}\n" if t.is_me else (f"{THEM}{t.sender}: {t.text}\n" if prefix else
+                                                            f"{THEM}{t.text}\n")
+                        for t in turns[start:start + batch])
+                    f.write(text)
+                    chars[side] += len(text)
+                f.write(END + "\n")
+                chars[side] += len(END) + 1
+            else:
+                text = render_session(u.transcript_turns(group_names))
+                f.write(text)
                 chars[side] += len(text)
-                n_sess[side] += 1
-        lap("write")
-        stats["corpus"] = {"train_sessions": n_sess["train"], "val_sessions": n_sess["val"],
-                           "train_chars": chars["train"], "val_chars": chars["val"]}
-        out.write_json("stats.json", stats)
+            n_sess[side] += 1
+    return {"train_sessions": n_sess["train"], "val_sessions": n_sess["val"],
+            "train_chars": chars["train"], "val_chars": chars["val"]}

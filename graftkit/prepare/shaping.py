@@ -186,6 +186,7 @@ def build_sessions(
     sender_names: dict[str | None, str] | None = None,
     stats: ShapeStats | None = None,
     progress: Iterable | None = None,
+    consume: bool = False,
 ) -> list[Session]:
     """Merge and split every conversation into sessions.
 
@@ -197,6 +198,8 @@ def build_sessions(
         "window" (chunks of `window_turns` turns, so a single long transcript can still be split).
     is_me: sender -> whether it is the person (every sender in the messages must be a key).
     sender_names: sender -> display name (e.g. scrubbed); defaults to the sender itself.
+    consume: empty each conversation's list while reading it (its messages are freed as they become
+        turns; the pipeline has written messages.jsonl already and needs them no more).
     """
     stats = stats if stats is not None else ShapeStats()
     parse_time = to_seconds
@@ -214,7 +217,9 @@ def build_sessions(
         prev_t: float | None = None
         prev_ts: str | None = None
         prev_ts_t: float | None = None
-        for m in msgs:
+        for i, m in enumerate(msgs):
+            if consume:
+                msgs[i] = None
             text = m.text
             if m.placeholder is not None or m.media or not text or text[0] in edge or text[-1] in edge:
                 text, reason = clean_text(text, m.media, m.placeholder)

@@ -30,6 +30,12 @@ def format_summary(stats: dict[str, Any]) -> str:
         f"split: {split['mode']} by {split['by']}, val fraction {split['val_fraction']}, seed {split['seed']}: "
         f"{split['train_units']} train / {split['val_units']} val units",
     ]
+    orders = stats.get("date_order") or []
+    if orders:
+        kinds = sorted({(d["order"], d["why"]) for d in orders})
+        lines.append("WhatsApp dates read as " + "; ".join(f"{o.upper()} ({why})" for o, why in kinds)
+                     + (" in " + str(len(orders)) + " files" if len(orders) > 1 else "")
+                     + "; override with --date-order dmy|mdy|ymd")
     pii = stats["pii"]
     lines.append("PII replaced: " + (_counts(pii["replacements"]) if pii["enabled"] else "off (--no-scrub)"))
     corpus = stats.get("corpus")
