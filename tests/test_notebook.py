@@ -1,14 +1,13 @@
 """The scripts inside IPython/Jupyter: `%run script.py ...`, `script.main([...])`, a pasted script, the
 kernel's own `-f kernel.json` argv, one-line errors without SystemExit, the loss curve shown inline.
 
-The IPython cells run in one child process (a real `InteractiveShell`, as a notebook kernel has), so the
-shell never leaks into the other tests; the helpers of graftkit.notebook are also tested in-process.
+The cells run in a real IPython `InteractiveShell` (what a Jupyter/Colab kernel runs cells with), in this
+process and cleared afterwards; the helpers of graftkit.notebook are also tested on their own.
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
+import os
 import sys
 from pathlib import Path
 
@@ -25,30 +24,14 @@ SMALL_EXPORT = " ".join(f"'training_data/sample_chat/WhatsApp Chat with {name}.t
 TINY_FAST = ("max_iters=4 eval_interval=2 eval_iters=1 log_interval=2 batch_size=4 block_size=32 n_layer=1 "
              "n_head=2 n_embd=16 num_samples=1 max_new_tokens=8 device=cpu")
 
-HARNESS = r'''
-import json, os, sys, time
-sys.path.insert(0, os.getcwd())  # a notebook kernel started in the repository imports its scripts
-from IPython.core.interactiveshell import InteractiveShell
-from IPython.utils.capture import capture_output
-
-shell = InteractiveShell.instance()
-results = []
-for name, code, argv in json.loads(sys.argv[1]):
-    if argv:
-        sys.argv = argv
-    t0 = time.perf_counter()
-    with capture_output() as c:
-        r = shell.run_cell(code)
-    results.append({"name": name, "seconds": time.perf_counter() - t0, "error": type(r.error_in_exec).__name__ if r.error_in_exec else None,
-                    "stdout": c.stdout, "stderr": c.stderr, "mimes": [sorted(o.data) for o in c.outputs],
-                    "ns": {k: shell.user_ns[k] for k in ("rc",) if k in shell.user_ns}})
-    shell.user_ns.pop("rc", None)
-print("RESULTS" + json.dumps(results))
-'''
-
-
 @pytest.fixture(scope="module")
 def cells(tmp_path_factory) -> dict[str, dict]:
+    """Run the cells in a real IPython shell in this process, started as a kernel is (cwd = the repository,
+    sys.argv = the launcher's); the shell is cleared afterwards so no other test sees IPython running."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+    from traitlets.config import Config
+
     tmp = tmp_path_factory.mktemp("nb")
     data, out = tmp / "data", tmp / "out"
     files = (f"train_file={data}/corpus_train.txt val_file={data}/corpus_val.txt tokenizer_path={tmp}/tok.json "
@@ -56,25 +39,39 @@ def cells(tmp_path_factory) -> dict[str, dict]:
     main_args = ["--config", "tiny_gpt_config.yaml", *files.split(), "device=cpu"]
     pasted = (ROOT / "prepare_training_data.py").read_text(encoding="utf-8")
     plan = [
-        ("prepare %run", f"%run prepare_training_data.py {SMALL_EXPORT} --me Sam --out {data}", None),
-        ("tokenizer %run", f"%run tokenizer_setup.py --config tiny_gpt_config.yaml {files}", None),
-        ("train %run", f"%run train_tiny_gpt.py --config tiny_gpt_config.yaml {TINY_FAST} {files}", None),
-        ("sample main", "import train_tiny_gpt\nrc = train_tiny_gpt.main(%r)" % (main_args + ["--sample"]), KERNEL_ARGV),
-        ("evaluate %run --help", "%run evaluate_persona.py --help", None),
-        ("lora %run --help", "%run train_lora.py --help", None),
-        ("lora main error", "import train_lora\nrc = train_lora.main(['--config', 'lora_config.yaml', 'lora_r=x'])", None),
-        ("train %run typo", "%run train_tiny_gpt.py --config tiny_gpt_config.yaml learnig_rate=1e-3", None),
-        ("train main typo", "rc = train_tiny_gpt.main(['--config', 'tiny_gpt_config.yaml', 'learnig_rate=1e-3'])", None),
-        ("evaluate main() in a kernel", "import evaluate_persona\nrc = evaluate_persona.main()", KERNEL_ARGV),
-        ("prepare pasted into a cell", pasted, KERNEL_ARGV),
+        ("prepare %run", f"%run prepare_training_data.py {SMALL_EXPORT} --me Sam --out {data}"),
+        ("tokenizer %run", f"%run tokenizer_setup.py --config tiny_gpt_config.yaml {files}"),
+        ("train %run", f"%run train_tiny_gpt.py --config tiny_gpt_config.yaml {TINY_FAST} {files}"),
+        ("sample main", "import train_tiny_gpt\nrc = train_tiny_gpt.main(%r)" % (main_args + ["--sample"])),
+        ("evaluate %run --help", "%run evaluate_persona.py --help"),
+        ("lora %run --help", "%run train_lora.py --help"),
+        ("lora main error", "import train_lora\nrc = train_lora.main(['--config', 'lora_config.yaml', 'lora_r=x'])"),
+        ("train %run typo", "%run train_tiny_gpt.py --config tiny_gpt_config.yaml learnig_rate=1e-3"),
+        ("train main typo", "rc = train_tiny_gpt.main(['--config', 'tiny_gpt_config.yaml', 'learnig_rate=1e-3'])"),
+        ("evaluate main() in a kernel", "import evaluate_persona\nrc = evaluate_persona.main()"),
+        ("prepare pasted into a cell", pasted),
     ]
-    r = subprocess.run([sys.executable, "-c", HARNESS, json.dumps(plan)], cwd=ROOT, capture_output=True, text=True,
-                       timeout=300, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
-    assert "RESULTS" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
-    results = json.loads(r.stdout.split("RESULTS", 1)[1])
-    by_name = {x["name"]: x for x in results}
-    by_name["_paths"] = {"data": data, "out": out, "tmp": tmp}
-    return by_name
+    config = Config()
+    config.HistoryManager.enabled = False  # no sqlite history file, no saving thread
+    saved_argv, saved_cwd = sys.argv, os.getcwd()
+    results: dict[str, dict] = {}
+    try:
+        os.chdir(ROOT)
+        sys.argv = list(KERNEL_ARGV)
+        shell = InteractiveShell.instance(config=config)
+        for name, code in plan:
+            with capture_output() as c:
+                r = shell.run_cell(code)
+            results[name] = {"error": type(r.error_in_exec).__name__ if r.error_in_exec else None,
+                             "stdout": c.stdout, "stderr": c.stderr, "mimes": [sorted(o.data) for o in c.outputs],
+                             "ns": {"rc": shell.user_ns.pop("rc")} if "rc" in shell.user_ns else {}}
+    finally:
+        InteractiveShell.clear_instance()
+        sys.argv = saved_argv
+        os.chdir(saved_cwd)
+    assert notebook.ipython_shell() is None
+    results["_paths"] = {"data": data, "out": out, "tmp": tmp}
+    return results
 
 
 def _ok(cell: dict) -> None:

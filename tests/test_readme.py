@@ -2,7 +2,8 @@
 
 The Colab cells are extracted from the README and run in order, in a copy of the repository, on the
 CPU: IPython's own input transformer turns `!cmd` and `%cd` into calls on a stand-in `get_ipython()`
-that runs the commands through a shell (and fails the test on a non-zero exit). Only the line marked
+that runs the commands through a shell (and fails the test on a non-zero exit), and `%run` runs a script
+in the test's own process, as IPython does. Only the line marked
 `# gpu-only` (the Unsloth install) is skipped; the base model is a tiny random Llama, and training
 and evaluation get a few extra `key=value` / flag overrides so they take seconds.
 """
@@ -137,15 +138,33 @@ class Shell:
         assert out.returncode == 0, f"cell command failed ({out.returncode}): {cmd}\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
 
     def run_line_magic(self, name: str, arg: str) -> None:
-        assert name == "cd", f"unexpected magic %{name}"
-        os.chdir(string.Formatter().vformat(arg, (), self.ns))
+        assert name in ("cd", "run"), f"unexpected magic %{name}"
+        arg = string.Formatter().vformat(arg, (), self.ns)
+        if name == "cd":
+            os.chdir(arg)
+            return
+        # %run: the script as __main__ in this process, with sys.argv set, as IPython does it
+        import runpy
+        import shlex
+
+        argv = shlex.split(arg)
+        argv += shlex.split(self.extra.get(argv[0], ""))
+        saved = sys.argv
+        sys.argv = argv
+        try:
+            runpy.run_path(argv[0], run_name="__main__")
+        except SystemExit as e:  # outside IPython run_script() exits as in a shell; a real %run has no SystemExit
+            assert e.code in (0, None), f"%run {arg} failed with exit status {e.code}"
+        finally:
+            sys.argv = saved
+        self.outputs.append((f"%run {arg}", ""))
 
 
-def test_colab_cells_run_in_order_on_cpu(tmp_path, monkeypatch):
+def test_colab_cells_run_in_order_on_cpu(tmp_path, monkeypatch, capsys):
     from IPython.core.inputtransformer2 import TransformerManager
 
     cells = colab_cells()
-    assert len(cells) >= 7, "install, data, prepare, train, evaluate, chat, export"
+    assert len(cells) >= 9, "install, data, prepare, tiny GPT train + sample, LoRA train, evaluate, chat, export"
     gpu_only = [line for cell in cells for line in cell.splitlines() if "# gpu-only" in line]
     assert len(gpu_only) == 1 and "requirements-gpu.txt" in gpu_only[0]
 
@@ -153,7 +172,8 @@ def test_colab_cells_run_in_order_on_cpu(tmp_path, monkeypatch):
     tiny = make_tiny_llama(tmp_path / "tiny-llama")
     monkeypatch.chdir(repo)
     ns: dict = {"__name__": "__colab__"}
-    shell = Shell(ns, {"train_lora.py": LORA_FAST, "evaluate_persona.py": EVAL_FAST})
+    shell = Shell(ns, {"train_lora.py": LORA_FAST, "evaluate_persona.py": EVAL_FAST,
+                       "train_tiny_gpt.py": TINY_FAST + " tokenizer_type=char"})
     ns["get_ipython"] = lambda: shell
     for i, cell in enumerate(cells):
         source = "\n".join(line for line in cell.splitlines() if "# gpu-only" not in line)
@@ -164,6 +184,11 @@ def test_colab_cells_run_in_order_on_cpu(tmp_path, monkeypatch):
             ns["BASE"] = str(tiny)  # the one substitution: a tiny local model instead of a hub download
 
     assert os.getcwd() == str(repo), "the clone branch must not run inside the repository"
+    # the tiny GPT cells: trained by %run in the notebook's own process, then sampled through main([...])
+    assert any(cmd.startswith("%run train_tiny_gpt.py") for cmd, _ in shell.outputs)
+    assert (repo / "out-tiny" / "best.pt").is_file() and (repo / "out-tiny" / "loss_curve.png").is_file()
+    printed = capsys.readouterr().out
+    assert "iter 6 | loss" in printed and "--- sample 1 ---\n<|them|>hey, are you around tonight?\n<|me|>" in printed
     run_dir = repo / ns["RUN_DIR"]
     assert (repo / "training_data" / "sharegpt_train.jsonl").is_file()
     assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()

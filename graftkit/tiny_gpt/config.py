@@ -61,7 +61,7 @@ class TinyGPTConfig:
                        range=(0, None))
     peak_flops: float = _h(0.0, "peak FLOP/s of one device that MFU is measured against; 0 = estimate for the device",
                            range=(0.0, None))
-    progress: bool = _h(True, "tqdm progress bar (shown only on a terminal)")
+    progress: bool = _h(True, "tqdm progress bar (on a terminal, or a widget in Jupyter/Colab)")
     wandb: bool = _h(False, "log to Weights & Biases (pip install wandb)")
     wandb_project: str = _h("graftkit-tiny-gpt", "wandb project name")
     wandb_run_name: str = _h("", "wandb run name; empty lets wandb choose")
