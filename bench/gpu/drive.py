@@ -110,8 +110,8 @@ def mask_check(model_dir: Path, data: Path, seq: int) -> dict:
     info = setup_tokenizer(tok, cfg)
     rows, _ = encode_samples(tok, read_samples(data / "sharegpt_train.jsonl"), info, seq, "truncate", "")
     ours = [[i for i, lab in enumerate(r["labels"]) if lab != IGNORE] for r in rows]
-    result = {"samples": len(rows), "graftkit_tokens": sum(map(len, ours)),
-              "eot_labelled": all(r["input_ids"][k[-1]] == info.eot_id for r, k in zip(rows, ours) if k)}
+    result = {"samples": len(rows), "graftkit_tokens": sum(map(len, ours)),  # replies close with the end-of-turn token
+              "eot_labelled": sum(r["input_ids"][i] == info.eot_id for r, k in zip(rows, ours) for i in k)}
     if train_on_responses_only is None:
         return {**result, "unsloth": None, "note": f"unsloth_zoo not importable ({why}); graftkit's mask only"}
     fn = train_on_responses_only(None, instruction_part=info.instruction_part, response_part=info.response_part,
@@ -167,7 +167,7 @@ def format_report(report: dict) -> str:
             lines.append(f"{preset:<14} {r['backend']:<8} {_fmt(r['steps']):>5} {_fmt(r['seconds_per_step'], '.3f'):>7} "
                          f"{_fmt(r['tokens_per_s'], ',.0f'):>9} {_fmt(r['peak_vram_gb'], '.2f'):>8} "
                          f"{_fmt(r['last_train_loss'], '.3f'):>7} {_fmt(r['adapter']):>7} {_fmt(r['merged']):>6}")
-        ok = {r["backend"]: r.get("tokens_per_s") for r in p["runs"]}
+        ok = {r["backend"]: r.get("tokens_per_s") for r in p["runs"] if not r.get("error")}
         if ok.get("unsloth") and ok.get("peft"):
             lines.append(f"{preset:<14} unsloth / peft tokens/s: {ok['unsloth'] / ok['peft']:.2f}x")
         m = p.get("mask") or {}
@@ -180,7 +180,7 @@ def format_report(report: dict) -> str:
                          f"{m['unsloth_extra_non_whitespace'] or 'none'})")
         elif m:
             lines.append(f"{preset:<14} mask: graftkit {m['graftkit_tokens']} tokens in {m['samples']} samples, "
-                         f"end-of-turn labelled: {_fmt(m['eot_labelled'])}; {m.get('note', '')}")
+                         f"end-of-turn token labelled {m['eot_labelled']} times; {m.get('note', '')}")
     t = report.get("tiny_gpt")
     if t:
         lines.append(f"tiny GPT (dtype=auto, compile=true): FAILED (exit {t['rc']}): {t['error'][:150]}" if t.get("error")

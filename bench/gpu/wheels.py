@@ -2,7 +2,7 @@
 """Download here the wheels the offline GPU image lacks and split them into bundles that fit one device call.
 
     python bench/gpu/wheels.py                  # download into bench/.cache/gpu/wheels, pack bench/.cache/gpu/bundle-*
-    python bench/gpu/wheels.py --resolve        # ask pip's resolver (image versions pinned) what is missing
+    python bench/gpu/wheels.py --check          # which needs of the downloaded wheels nothing meets
     python bench/gpu/wheels.py --max-mib 40     # smaller bundles (each device call carries one, <= 64 MiB)
 
 Why: the GPU machine (Python 3.12, torch 2.11 + CUDA, transformers 5.17.0, accelerate, peft,
@@ -24,6 +24,7 @@ import json
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,10 +34,6 @@ PLATFORM = ["--only-binary=:all:", "--python-version", "3.12", "--implementation
             *[a for p in ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_24_x86_64",
                           "manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux1_x86_64", "any")
               for a in ("--platform", p)]]
-# What the GPU image already has, pinned for the resolver (device/KINDS.md: torch 2.11.0+cu130, Python 3.12.3).
-IMAGE_PINS = ["torch==2.11.0", "transformers==5.17.0", "accelerate==1.15.0", "numpy==2.5.2", "huggingface-hub==1.33.0",
-              "safetensors==0.8.0", "tokenizers==0.23.2", "triton==3.6.0", "torchvision==0.26.0",
-              "sentencepiece==0.2.2"]
 # Names the image holds (KINDS.md's package list, the ones these wheels ask for): never downloaded.
 IMAGE_HAS = {"torch", "transformers", "accelerate", "peft", "numpy", "huggingface-hub", "safetensors", "tokenizers",
              "triton", "torchvision", "sentencepiece", "pyarrow", "pandas", "filelock", "fsspec", "requests", "httpx",
@@ -45,31 +42,62 @@ IMAGE_HAS = {"torch", "transformers", "accelerate", "peft", "numpy", "huggingfac
              "charset-normalizer", "markdown-it-py", "pygments", "mdurl", "shellingham", "anyio", "httpcore", "h11",
              "sympy", "networkx", "mpmath", "setuptools", "python-dateutil", "six", "aiosignal", "frozenlist",
              "multidict", "yarl", "propcache", "attrs", "aiohappyeyeballs", "hf-xet", "zipp", "annotated-doc",
-             "nvidia-ml-py", "cuda-bindings", "cuda-pathfinder", "importlib-metadata"}
-# The packages the GPU path needs beyond the image, and their own missing needs (found with --resolve,
-# 2026-11-25). xformers is optional for Unsloth (it falls back to PyTorch SDPA) and left out.
+             "nvidia-ml-py", "cuda-bindings", "cuda-pathfinder"}
+# The packages the GPU path needs beyond the image, and their own needs the image lacks (from the wheels'
+# Requires-Dist, see --check; 2026-11-25). xformers: Unsloth imports it only if present (else PyTorch SDPA).
 WHEELS = ["unsloth==2026.10.9", "unsloth_zoo==2026.10.9", "trl==1.15.0", "datasets==4.8.5", "bitsandbytes==0.50.2",
           "dill", "multiprocess", "tyro", "docstring-parser", "typeguard", "shtab", "msgspec", "hf_transfer",
           "torchao", "cut_cross_entropy", "pydantic", "pydantic-core", "annotated-types", "typing-inspection",
-          "json5", "nest-asyncio", "structlog", "diffusers"]
+          "json5", "nest-asyncio", "structlog", "diffusers", "importlib-metadata", "lazy-importer"]
+OPTIONAL = ("xformers", "torchvision", "triton-windows", "mlx", "mlx-lm", "mlx-vlm")
 
 
 def norm(name: str) -> str:
     return name.lower().replace("_", "-").replace(".", "-")
 
 
-def resolve(roots: list[str]) -> list[str]:
-    """`name==version` of every package pip's resolver would add to the image for `roots` (metadata only)."""
-    pins = CACHE / "image-pins.txt"
-    pins.parent.mkdir(parents=True, exist_ok=True)
-    pins.write_text("\n".join(IMAGE_PINS) + "\n")
-    report = CACHE / "resolve-report.json"
-    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--dry-run", "--ignore-installed", "--target",
-           str(CACHE / "resolve-none"), *PLATFORM, "-c", str(pins), "--report", str(report), *roots]
-    subprocess.run(cmd, check=True)
-    items = json.loads(report.read_text())["install"]
-    return sorted(f"{i['metadata']['name']}=={i['metadata']['version']}" for i in items
-                  if norm(i["metadata"]["name"]) not in IMAGE_HAS)
+def requirements(wheel: Path) -> list[str]:
+    """The wheel's Requires-Dist lines that apply on the GPU machine (Linux x86_64, CPython 3.12, no extras)."""
+    from packaging.requirements import Requirement
+
+    with zipfile.ZipFile(wheel) as zf:
+        meta = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA") and n.count("/") == 1)
+        lines = zf.read(meta).decode("utf-8", "replace").splitlines()
+    env = {"python_version": "3.12", "python_full_version": "3.12.3", "sys_platform": "linux",
+           "platform_system": "Linux", "platform_machine": "x86_64", "implementation_name": "cpython",
+           "platform_python_implementation": "CPython", "os_name": "posix", "extra": ""}
+    out = []
+    for line in lines:
+        if not line.startswith("Requires-Dist:"):
+            continue
+        req = Requirement(line.split(":", 1)[1].strip())
+        if req.marker is None or req.marker.evaluate(env):
+            out.append(str(req))
+    return out
+
+
+def missing(wheels: list[Path], optional: tuple[str, ...] = OPTIONAL) -> list[str]:
+    """Requirements of `wheels` that neither the image (IMAGE_HAS) nor another carried wheel provides,
+    or that a carried wheel provides in a version outside the specifier."""
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    have = {}
+    for w in wheels:
+        name, version = w.name.split("-")[:2]
+        have[norm(name)] = Version(version)
+    out = []
+    for w in wheels:
+        for spec in requirements(w):
+            req = Requirement(spec)
+            name = norm(req.name)
+            if name in IMAGE_HAS or name in optional:
+                continue
+            if name not in have:
+                out.append(f"{w.name}: needs {spec} (not in the image, not carried)")
+            elif req.specifier and have[name] not in req.specifier:
+                out.append(f"{w.name}: needs {spec}, carried {name} {have[name]}")
+    return sorted(set(out))
 
 
 def download(specs: list[str], dest: Path) -> list[Path]:
@@ -138,23 +166,25 @@ def write_bundles(files: list[Path], out: Path, max_bytes: int) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--resolve", action="store_true",
-                    help="print what pip's resolver would add to the image for unsloth/trl/datasets/bitsandbytes "
-                         "(image versions pinned), then exit")
+    ap.add_argument("--check", action="store_true",
+                    help="only check the wheels already downloaded: list needs nothing carried or in the image meets")
     ap.add_argument("--max-mib", type=float, default=56.0,
                     help="largest bundle in MiB (each device call carries one bundle plus the working tree, 64 MiB "
                          "in all)")
     ap.add_argument("--out", default=str(CACHE), help="where wheels/ and bundle-*/ go (an ignored folder)")
     ap.add_argument("--extra", nargs="*", default=[], help="more requirement specs to carry, e.g. xformers==0.0.35")
     args = ap.parse_args(argv)
-    if args.resolve:
-        print("\n".join(resolve(WHEELS[:5] + args.extra)))
-        return 0
     out = Path(args.out)
     wheels = out / "wheels"
+    if args.check:
+        gaps = missing(sorted(wheels.glob("*.whl")))
+        print("\n".join(gaps) or "every requirement is met by the image or a carried wheel")
+        return 1 if gaps else 0
     if wheels.exists():
         shutil.rmtree(wheels)  # one version of each: two would stop the whole install there
     files = download(WHEELS + args.extra, wheels)
+    for gap in missing(files):
+        print(f"warning: {gap}", file=sys.stderr)
     folders = write_bundles(files, out, int(args.max_mib * MIB))
     for f in folders:
         m = json.loads((f / "manifest.json").read_text())
