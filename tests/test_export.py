@@ -207,3 +207,19 @@ def test_go_executes_the_TEMPLATE_like_the_mirror(tmp_path):
                 out = subprocess.run([str(tmp_path / "render")], input=payload, capture_output=True, text=True,
                                      check=True, timeout=30).stdout
                 assert out == ollama.render_ollama(fmt, chat, default_system), (fmt.name, default_system, chat)
+
+
+def test_bos_is_stripped_only_when_the_template_writes_it(tok):
+    """SmolLM2's GGUF tokenizer has bos <|im_start|>, and its template (default system line) never writes BOS."""
+    smol = ("{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+            "{{ '<|im_start|>system\nYou are a helpful assistant named Smol<|im_end|>\n' }}{% endif %}"
+            "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}{% endfor %}"
+            "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+    bos = tok.bos_token
+    try:
+        tok.bos_token, tok.chat_template = "<|im_start|>", smol
+        m = ollama.match_format(tok, "chatml")
+        assert m.exact and m.system == "You are a helpful assistant named Smol"
+        assert ollama._hf_render(tok, CHATS[0], {}).startswith("<|im_start|>system\n")
+    finally:
+        tok.bos_token = bos

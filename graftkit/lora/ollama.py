@@ -144,7 +144,9 @@ PROBE = [{"role": "user", "content": "are you coming tonight?"}, {"role": "assis
 def _hf_render(tok: Any, messages: list[dict], template_kwargs: dict) -> str:
     text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **template_kwargs)
     bos = getattr(tok, "bos_token", None)
-    return text[len(bos):] if bos and text.startswith(bos) else text  # llama.cpp / Ollama add BOS themselves
+    if bos and "bos_token" in (tok.chat_template or "") and text.startswith(bos):
+        return text[len(bos):]  # a template's own BOS: llama.cpp / Ollama add it themselves
+    return text
 
 
 def _system_text(fmt: ChatFormat, rendered: str) -> str:
