@@ -8,23 +8,23 @@
     python evaluate_persona.py --config tiny_gpt_config.yaml --model out-tiny/last.pt --max-samples 0   # all replies
 
 Uses the same config as training (LoRA or tiny GPT; detected from its keys, or --kind) and runs on
-the held-out conversations (training_data/sharegpt_val.jsonl from prepare_training_data.py). For
-every context before one of your real replies it reports, base vs fine-tuned side by side:
+the held-out conversations (training_data/sharegpt_val.jsonl from prepare_training_data.py). The
+report leads with the numbers that are about *you* rather than chat in general, each with a 95%
+bootstrap interval and its chance level:
 
-- reply perplexity of your real replies given the preceding turns (only reply tokens scored);
-- style of generated replies vs your real ones: length, lines per reply, emoji, lowercase,
-  punctuation, questions, vocabulary overlap, distinct-1/2, and one overall style distance;
-- an authorship test: a character n-gram classifier trained on the train split to tell your
-  messages from your partners' says how many generated replies look like yours (beside your real
-  held-out replies, your partners', and shuffled-letter nonsense as a control);
-- side-by-side examples.
+- speaker test: does the model tell your messages from your partners' (AUC, chance 0.5)?
+- who wrote it: does it pick your real reply among partners' messages (hits@1 of 10, chance 10%)?
+- persona gap: did training help more on your replies than on your partners' messages?
+- authorship of its own replies: a you / partners / junk classifier, tuned minus the same model
+  writing as your partner, beside a parrot of your training messages;
+then context fit (your reply among your replies to other conversations), reply perplexity, style
+statistics with intervals and side-by-side examples. See graftkit/evaluate/core.py for definitions.
 
 "base" is the pretrained model without the adapter for LoRA, and a unigram model of the training
 corpus for the tiny GPT (which has no pretrained base). Writes report.md, metrics.json,
 distributions.png and generations.jsonl to --out (default: <model output dir>/eval/). Deterministic:
-the same --seed and settings give the same metrics.json and generations.jsonl (the report adds the
-runtime). Key=value overrides after the flags change the config as in training (output_dir=...,
-out_dir=..., base_model=...).
+the same --seed, settings and --threads give byte-identical files. Key=value overrides after the
+flags change the config as in training (output_dir=..., out_dir=..., base_model=...).
 """
 
 from __future__ import annotations
@@ -73,8 +73,45 @@ def build_parser() -> argparse.ArgumentParser:
                          "always kept (default: 8; 0 = all)")
     ap.add_argument("--examples", type=int, default=5, metavar="N",
                     help="side-by-side examples in the report (default: 5)")
+    ap.add_argument("--candidates", type=int, default=10, metavar="N",
+                    help="N of hits@1 of N for who-wrote-it and context fit: the real reply and N-1 others "
+                         "(default: 10, chance 10%%)")
+    ap.add_argument("--pool-size", type=int, default=300, metavar="N",
+                    help="held-out messages of each side for the speaker test, who-wrote-it and the persona gap, "
+                         "a seeded sample (default: 300; 0 = all)")
+    ap.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+                    help="bootstrap resamples for the 95%% intervals (default: 1000)")
+    ap.add_argument("--threads", type=int, default=0, metavar="N",
+                    help="torch threads (default: 0 = auto: 1 for the tiny GPT, whose small matrices gain "
+                         "nothing from more, and up to 4 cores for LoRA). Same seed and threads = same files")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     return ap
+
+
+def console_summary(results: dict) -> list[str]:
+    """The persona numbers, one line each, with 95% intervals."""
+    def ci(d: dict, pct: bool = True) -> str:
+        f = (lambda x: f"{100 * x:.1f}%") if pct else (lambda x: f"{x:.3f}")
+        return f"{f(d['value'])} [{f(d['ci95'][0])}, {f(d['ci95'][1])}]"
+
+    out = []
+    if "tuned" in results["speaker"]:
+        out.append(f"speaker test AUC (chance 0.500): {ci(results['speaker']['tuned'], pct=False)}")
+    if "who_wrote_it" in results:
+        w = results["who_wrote_it"]
+        out.append(f"who wrote it, hits@1 of {w['n']} (chance {100 * w['chance']:.0f}%): {ci(w['headline'])}")
+        out.append(f"persona gap, nats/token (0 = none): {ci(results['persona_gap'], pct=False)}")
+    a = results["authorship"]
+    if "tuned_minus_partner_voice" in a:
+        out.append(f"authorship, tuned minus tuned-as-partner (0 = none): {ci(a['tuned_minus_partner_voice'])}; "
+                   f"parrot {100 * a['parrot']['attributed_share']:.0f}%, your real "
+                   f"{100 * a['person_real']['attributed_share']:.0f}%")
+    f = results["context_fit"]
+    out.append(f"context fit (not about you), hits@1 of {f['n']} (chance {100 * f['chance']:.0f}%): "
+               f"{ci(f['tuned'])}")
+    p = results["perplexity"]
+    out.append(f"reply perplexity (not about you): base {p['base']:.2f} -> tuned {p['tuned']:.2f}")
+    return out
 
 
 @cli_main
@@ -83,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     for flag in ("max_samples", "max_context_turns", "examples", "top_k"):
         if getattr(args, flag) < 0:
             raise UserError(f"--{flag.replace('_', '-')} must not be negative")
+    if args.candidates < 2:
+        raise UserError("--candidates must be at least 2")
+    if args.pool_size < 0 or args.bootstrap < 1 or args.threads < 0:
+        raise UserError("--pool-size and --threads must not be negative, --bootstrap must be at least 1")
     if args.max_new_tokens < 1:
         raise UserError("--max-new-tokens must be at least 1")
     if args.temperature < 0:
@@ -95,8 +136,12 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.time()
     kind, cfg = detect_kind(args.config, args.overrides, args.kind)
 
+    import os
+
     import torch
 
+    threads = args.threads or (1 if kind == "tiny_gpt" else max(1, min(4, len(os.sched_getaffinity(0)))))
+    torch.set_num_threads(threads)
     torch.manual_seed(args.seed)
     target = load_target(kind, cfg, args.model, max_new_tokens=args.max_new_tokens, temperature=temperature,
                          top_k=args.top_k, train_file=args.train_file, val_file=args.val_file)
@@ -106,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     from graftkit.evaluate.report import write_outputs
 
     settings = EvalSettings(max_samples=args.max_samples, max_context_turns=args.max_context_turns, seed=args.seed,
-                            n_examples=args.examples)
+                            n_examples=args.examples, n_candidates=args.candidates, pool_size=args.pool_size,
+                            n_boot=args.bootstrap)
     candidates = build_samples(val_convs, max_samples=None, seed=args.seed, max_context_turns=args.max_context_turns)
     samples = build_samples(val_convs, max_samples=args.max_samples, seed=args.seed,
                             max_context_turns=args.max_context_turns)
@@ -115,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
                          target.val_file)
     if not args.quiet:
         print(f"evaluating {target.meta.get('model_dir')} ({kind}) against its base on {len(samples)} held-out "
-              "replies", file=sys.stderr)
+              f"contexts, {threads} thread(s)", file=sys.stderr)
     results, rows = run_evaluation(samples, target.models, settings, train_convs=train_convs, val_convs=val_convs,
                                    progress=not args.quiet)
     decoding = "greedy" if temperature == 0 else f"sampling at temperature {temperature:g}" + (
@@ -125,23 +171,17 @@ def main(argv: list[str] | None = None) -> int:
         "val_file": target.val_file, "train_file": target.train_file, "n_candidates": len(candidates),
         "generation": f"{decoding}, at most {args.max_new_tokens} new tokens, seed {args.seed}",
         "max_new_tokens": args.max_new_tokens, "temperature": temperature, "top_k": args.top_k,
+        "threads": threads,
     }
     out_dir = Path(args.out) if args.out else target.out_dir / "eval"
     results["seconds"]["total"] = round(time.time() - t_start, 2)
     paths = write_outputs(out_dir, results, rows, meta)
 
-    ppl, dist, auth = results["perplexity"], results["style"]["distance"], results["authorship"]
-    verdict = "lower, better" if ppl["tuned"] < ppl["base"] else "NOT lower: see the report"
-    print(f"reply perplexity: base {ppl['base']:.2f} -> tuned {ppl['tuned']:.2f} "
-          f"({100 * ppl['relative_change']:+.1f}%, {verdict})")
-    print(f"style distance to your replies: base {dist['base']:.3f}, tuned {dist['tuned']:.3f} "
-          f"(partners {dist['partners']:.3f})")
-    share = {k: f"{100 * auth[k]['attributed_share']:.0f}%" for k in
-             ("base", "tuned", "person_real", "partners_real", "scrambled_real")}
-    print(f"authorship (attributed to you): base {share['base']}, tuned {share['tuned']} (your real replies "
-          f"{share['person_real']}, partners {share['partners_real']}, shuffled-letter nonsense "
-          f"{share['scrambled_real']})")
-    print(f"{results['n_contexts']} contexts in {results['seconds']['total']:.0f} s; report: {paths['report.md']}")
+    for line in console_summary(results):
+        print(line)
+    secs = ", ".join(f"{k} {v:.1f} s" for k, v in results["seconds"].items())
+    print(f"{results['n_contexts']} contexts in {results['seconds']['total']:.0f} s ({secs}); "
+          f"report: {paths['report.md']}")
     return 0
 
 

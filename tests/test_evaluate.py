@@ -288,9 +288,14 @@ def _check_outputs(out, kind: str) -> dict:
     assert ppl["relative_change"] == pytest.approx((ppl["tuned"] - ppl["base"]) / ppl["base"])
     auth = data["authorship"]
     assert auth["person_real"]["attributed_share"] > auth["partners_real"]["attributed_share"]
-    assert auth["scrambled_real"]["n"] == auth["base"]["n"] == auth["tuned"]["n"] == 3
+    assert auth["scrambled_real"]["n"] == auth["base"]["n"] == auth["tuned"]["n"] == auth["parrot"]["n"] == 3
+    for key in ("speaker", "who_wrote_it", "persona_gap", "context_fit"):
+        assert key in data
+    lo, hi = data["who_wrote_it"]["headline"]["ci95"]
+    assert lo <= data["who_wrote_it"]["headline"]["value"] <= hi
     md = (out / "report.md").read_text(encoding="utf-8")
-    for section in ("## Reply perplexity", "## Style", "## Authorship test", "## Examples", "distributions.png"):
+    for section in ("## Does it sound like you?", "## Not about you specifically", "## Style", "## Authorship test",
+                    "## Examples", "distributions.png"):
         assert section in md
     assert (out / "distributions.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = [json.loads(line) for line in (out / "generations.jsonl").read_text(encoding="utf-8").splitlines()]
@@ -343,7 +348,8 @@ def test_end_to_end_lora_on_tiny_llama(tiny_llama_dir, tmp_path, capsys):
 
     argv = ["--config", "lora_config.yaml", *overrides, "--max-samples", "3", "--max-new-tokens", "6", "--quiet"]
     assert evaluate_persona.main(argv) == 0
-    assert "reply perplexity: base" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "speaker test AUC" in out and "who wrote it" in out and "reply perplexity (not about you): base" in out
     data = _check_outputs(tmp_path / "run" / "eval", "lora")
     assert data["perplexity"]["base"] != data["perplexity"]["tuned"]
     assert "without the adapter" in data["meta"]["base"]
@@ -357,10 +363,10 @@ def test_end_to_end_lora_on_tiny_llama(tiny_llama_dir, tmp_path, capsys):
 
 def test_end_to_end_tiny_gpt_is_deterministic(tmp_path, capsys):
     import evaluate_persona
-    from graftkit.config import load_config
+    from graftkit.checkpoint import atomic_torch_save
     from graftkit.corpus import render_corpus
-    from graftkit.tiny_gpt.config import TinyGPTConfig
-    from train_tiny_gpt import train
+    from graftkit.tiny_gpt.checkpoints import CKPT_FORMAT
+    from test_fidelity import train_char_gpt
 
     data = tmp_path / "data"
     data.mkdir()
@@ -368,13 +374,19 @@ def test_end_to_end_tiny_gpt_is_deterministic(tmp_path, capsys):
         convs = _write_convs(data / f"sharegpt_{split}.jsonl", n, seed)
         (data / f"corpus_{split}.txt").write_text(render_corpus([(t["from"] == "gpt", t["value"]) for t in c]
                                                                 for c in convs), encoding="utf-8")
+        if split == "train":  # a checkpoint as train_tiny_gpt.py writes it, trained here in a few steps
+            model, tok, _ = train_char_gpt([[{"role": "assistant" if t["from"] == "gpt" else "user",
+                                              "content": t["value"]} for t in c] for c in convs], steps=5)
+            (tmp_path / "out").mkdir()
+            atomic_torch_save({"format": CKPT_FORMAT, "model_args": model.args.to_dict(), "model": model.state_dict(),
+                               "tokenizer_json": tok.json_text,
+                               "iter": 5}, tmp_path / "out" / "best.pt")
     cfg_file = tmp_path / "tiny.yaml"
     cfg_file.write_text(
         f"train_file: {data / 'corpus_train.txt'}\nval_file: {data / 'corpus_val.txt'}\n"
         f"tokenizer_path: {data / 'tok.json'}\ntokenizer_type: char\nout_dir: {tmp_path / 'out'}\n"
         "n_layer: 1\nn_head: 2\nn_embd: 32\nblock_size: 64\nmax_iters: 2\neval_interval: 2\neval_iters: 1\n"
         "batch_size: 4\nnum_samples: 0\nprogress: false\ndevice: cpu\n", encoding="utf-8")
-    train(load_config(TinyGPTConfig, cfg_file), log=lambda *a: None)
 
     outs = []
     for name in ("a", "b"):
@@ -383,11 +395,12 @@ def test_end_to_end_tiny_gpt_is_deterministic(tmp_path, capsys):
         assert evaluate_persona.main(argv) == 0
         outs.append(_check_outputs(tmp_path / name, "tiny_gpt"))
     capsys.readouterr()
-    for name in ("metrics.json", "generations.jsonl"):  # same seed: byte for byte the same files
-        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
-    assert "unigram" in outs[0]["meta"]["base"]
+    # same seed and threads: byte for byte the same files
+    for name in ("metrics.json", "generations.jsonl", "report.md", "distributions.png"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    assert "unigram" in outs[0]["meta"]["base"] and outs[0]["meta"]["threads"] == 1
     md = (tmp_path / "a" / "report.md").read_text(encoding="utf-8")
-    assert "unigram model of its training transcript" in md and "Runtime:" in md
+    assert "unigram model of its training transcript" in md and "Runtime" not in md
 
     # bad input: one `error:` line naming the file, exit 2, no traceback
     cases = {

@@ -9,10 +9,14 @@ person" when P(person) > 0.5.
 
 A two-class style classifier has to put text unlike both classes somewhere, and on real chats it
 often puts it on the person's side (lower case, typos and short fragments are what set a person's
-messages apart from partners'). So the report adds a nonsense control: the person's real replies
-with their letters shuffled (`scramble`: same characters, casing, punctuation and word lengths, no
-words). A model whose share is not clearly above the control's is not shown to sound like the
-person, only to produce text the classifier cannot place; read its examples.
+messages apart from partners'): random letters got 71 % "person". So the evaluation fits it with a
+third class, *junk*: training messages of both sides with their letters shuffled (`scramble`: same
+characters, casing, punctuation and word lengths, no words) and word salad (`word_salad`: real
+words of the training split in random order). A text is attributed to the person only when the
+person is the most likely of the three classes, so gibberish lands in junk instead. What
+remains gameable is parroting (the person's own training messages are what the classifier was
+fitted on); the report shows a parrot baseline for that, and context fit (response selection)
+is what a parrot fails.
 """
 
 from __future__ import annotations
@@ -36,6 +40,25 @@ def person_and_partner_texts(convs: Sequence[Conversation]) -> tuple[list[str], 
     return me, them
 
 
+def word_salad(texts: Sequence[str], rng: random.Random, n: int) -> list[str]:
+    """n texts of real words from `texts` in random order (word frequencies kept, lengths drawn from
+    the texts' own lengths): language-like on the surface, meaningless as a message."""
+    words = [w for t in texts for w in t.split()]
+    lengths = [len(t.split()) for t in texts if t.split()]
+    if not words:
+        return []
+    return [" ".join(rng.choice(words) for _ in range(rng.choice(lengths))) for _ in range(n)]
+
+
+def junk_texts(person: Sequence[str], partners: Sequence[str], rng: random.Random, n: int) -> list[str]:
+    """The junk class: half letter-shuffled messages (of both sides), half word salad."""
+    both = list(person) + list(partners)
+    if not both:
+        return []
+    shuffled = [scramble(rng.choice(both), rng) for _ in range(n - n // 2)]
+    return shuffled + word_salad(both, rng, n // 2)
+
+
 def scramble(text: str, rng: random.Random) -> str:
     """`text` with its non-space characters shuffled; every whitespace character stays where it is."""
     chars = [c for c in text if not c.isspace()]
@@ -47,15 +70,19 @@ def scramble(text: str, rng: random.Random) -> str:
 @dataclass
 class AuthorshipResult:
     mean_p_person: float
-    attributed_share: float  # share with P(person) > 0.5
+    attributed_share: float  # share where the person is the most likely class (P > 0.5 with two classes)
     n: int
+    junk_share: float = 0.0  # share put in the junk class (three-class classifier only)
 
     def to_dict(self) -> dict:
-        return {"attributed_share": self.attributed_share, "mean_p_person": self.mean_p_person, "n": self.n}
+        return {"attributed_share": self.attributed_share, "mean_p_person": self.mean_p_person, "n": self.n,
+                "junk_share": self.junk_share}
 
 
 class AuthorshipClassifier:
-    """TF-IDF char n-grams + logistic regression; `fit` then `p_person` / `score`."""
+    """TF-IDF char n-grams + logistic regression; `fit` then `p_person` / `score`.
+
+    Classes: 0 = partners, 1 = person, and 2 = junk when `fit` gets junk texts."""
 
     def __init__(self, seed: int = 0, max_per_class: int = DEFAULT_MAX_PER_CLASS):
         self.seed = seed
@@ -63,7 +90,8 @@ class AuthorshipClassifier:
         self.n_train: dict[str, int] = {}
         self._pipe = None
 
-    def fit(self, person: Sequence[str], partners: Sequence[str]) -> "AuthorshipClassifier":
+    def fit(self, person: Sequence[str], partners: Sequence[str],
+            junk: Sequence[str] = ()) -> "AuthorshipClassifier":
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
@@ -75,28 +103,42 @@ class AuthorshipClassifier:
         person = list(person) if len(person) <= self.max_per_class else rng.sample(list(person), self.max_per_class)
         partners = (list(partners) if len(partners) <= self.max_per_class
                     else rng.sample(list(partners), self.max_per_class))
-        self.n_train = {"person": len(person), "partners": len(partners)}
+        junk = list(junk)[: self.max_per_class]
+        self.n_train = {"person": len(person), "partners": len(partners), "junk": len(junk)}
         self._pipe = make_pipeline(
             TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), lowercase=False, sublinear_tf=True,
                             min_df=1, max_features=200_000),
             LogisticRegression(max_iter=2000, class_weight="balanced", random_state=self.seed),
         )
-        self._pipe.fit(list(person) + list(partners), [1] * len(person) + [0] * len(partners))
+        self._pipe.fit(list(person) + list(partners) + junk,
+                       [1] * len(person) + [0] * len(partners) + [2] * len(junk))
         return self
+
+    def proba(self, texts: Sequence[str]) -> np.ndarray:
+        """[n, classes] probabilities, columns 0 = partners, 1 = person (, 2 = junk)."""
+        if self._pipe is None:
+            raise RuntimeError("fit() the classifier first")
+        return self._pipe.predict_proba(list(texts))
+
+    def attributed(self, texts: Sequence[str]) -> np.ndarray:
+        """1.0 where the person is the most likely class, else 0.0."""
+        if not texts:
+            return np.zeros(0)
+        return (self.proba(texts).argmax(axis=1) == 1).astype(float)
 
     def p_person(self, texts: Sequence[str]) -> np.ndarray:
         """P(the person wrote it) for each text."""
-        if self._pipe is None:
-            raise RuntimeError("fit() the classifier first")
         if not texts:
             return np.zeros(0)
-        return self._pipe.predict_proba(list(texts))[:, 1]
+        return self.proba(texts)[:, 1]
 
     def score(self, texts: Sequence[str]) -> AuthorshipResult:
-        p = self.p_person(texts)
-        if len(p) == 0:
+        if not texts:
             return AuthorshipResult(0.0, 0.0, 0)
-        return AuthorshipResult(float(p.mean()), float((p > 0.5).mean()), int(len(p)))
+        p = self.proba(texts)
+        top = p.argmax(axis=1)
+        junk = float((top == 2).mean()) if p.shape[1] > 2 else 0.0
+        return AuthorshipResult(float(p[:, 1].mean()), float((top == 1).mean()), int(len(p)), junk)
 
     def auc(self, person: Sequence[str], partners: Sequence[str]) -> float:
         """ROC AUC on held-out person vs partner texts (how well it separates them at all)."""
@@ -104,5 +146,6 @@ class AuthorshipClassifier:
 
         if not person or not partners:
             return float("nan")
-        p = self.p_person(list(person) + list(partners))
+        p = self.proba(list(person) + list(partners))
+        p = p[:, 1] / np.maximum(p[:, 0] + p[:, 1], 1e-12)  # person vs partners, junk left out
         return float(roc_auc_score([1] * len(person) + [0] * len(partners), p))

@@ -1,9 +1,29 @@
-"""The evaluation loop: held-out contexts -> both models -> every number in the report.
+"""The evaluation loop: held-out conversations -> both models -> every number in the report.
 
-A context is everything before one of the person's (assistant) turns in a held-out conversation,
-with at least one partner (user) turn before it; the reply is that real turn. System turns are kept
-at the front; only the last `max_context_turns` other turns are kept (long chats would otherwise
-make every context as long as the whole conversation).
+What is measured, and why each number is about *the person* (or says plainly that it is not):
+
+1. Speaker test (no context): each held-out message of the person and of their partners is scored
+   by the tuned model once as the person's turn and once as a partner's; score = log P(as person) -
+   log P(as partner). AUC over person vs partner messages. Only real text is scored, so gibberish
+   cannot game it, and with no person (a random side of each chat as "me") both sides are
+   exchangeable, so the AUC is 0.5 up to noise.
+2. Who wrote it (response selection against partners): each held-out reply, in its own real context,
+   gets the PMI score log P_tuned - log P_base as the person's turn. Partners' messages get the same
+   score in their own real context with the roles swapped (so each is also "a reply in context"). The
+   model picks the person's reply out of 1 + N-1 random partner messages as often as hits@1 of N says
+   (computed exactly over all draws, see stats.py). Chance = 1/N; near chance with no person.
+3. Persona gap: (NLL drop base -> tuned on the person's replies) - (the drop on partners' messages),
+   nats per token, the same items as 2: learning chat in general lowers both, learning the person
+   lowers the first more.
+4. Authorship of generated replies with a junk class (authorship.py); headline = tuned share minus the
+   share of the tuned model's replies written as the *partner* (same contexts, roles swapped). A parrot
+   (random training replies of the person) is shown as a baseline.
+5. Context fit (response selection against the person's own replies to other contexts, PMI score):
+   about chat in general, not the person; a parrot cannot pass it.
+6. Style statistics with bootstrap intervals, partners and parrot as references; reply perplexity.
+
+A context is everything before one of the person's (assistant) turns with at least one partner turn
+before it; system turns kept at the front, only the last `max_context_turns` other turns kept.
 """
 
 from __future__ import annotations
@@ -13,14 +33,18 @@ import random
 import sys
 import time
 from dataclasses import asdict, dataclass
-from typing import Sequence
+from typing import Callable, Sequence
+
+import numpy as np
 
 from ..samples import Conversation
-from . import metrics
-from .authorship import AuthorshipClassifier, person_and_partner_texts, scramble
-from .models import ReplyModel, Turn
+from . import metrics, stats
+from .authorship import AuthorshipClassifier, junk_texts, person_and_partner_texts, scramble, word_salad
+from .models import Item, ReplyModel, Turn, swap_roles
 
 MODEL_NAMES = ("base", "tuned")
+PER_REPLY_STYLE = ["words_mean", "emoji_rate", "lowercase_rate", "ends_period_rate", "exclaim_rate",
+                   "question_rate", "ellipsis_rate"]
 
 
 @dataclass
@@ -34,11 +58,14 @@ class EvalSample:
 
 @dataclass
 class EvalSettings:
-    max_samples: int = 100
+    max_samples: int = 100  # contexts for generation and context fit
     max_context_turns: int = 8
     seed: int = 1234
     n_examples: int = 5
     top_k_words: int = 50
+    n_candidates: int = 10  # N of hits@1 of N
+    pool_size: int = 300  # person and partner messages for the speaker test, who-wrote-it and persona gap
+    n_boot: int = stats.N_BOOT
 
 
 def build_samples(convs: Sequence[Conversation], *, max_samples: int | None, seed: int,
@@ -47,7 +74,7 @@ def build_samples(convs: Sequence[Conversation], *, max_samples: int | None, see
     out: list[EvalSample] = []
     for ci, conv in enumerate(convs):
         for ti, turn in enumerate(conv):
-            if turn["role"] != "assistant":
+            if turn["role"] != "assistant" or not turn["content"].strip():
                 continue
             before = conv[:ti]
             users = [t for t in before if t["role"] == "user"]
@@ -73,6 +100,45 @@ def _finite(x: float) -> float | None:
     return x if isinstance(x, (int, float)) and math.isfinite(x) else None
 
 
+def _subsample(items: list, n: int, seed: int) -> list:
+    if n and len(items) > n:
+        keep = sorted(random.Random(seed).sample(range(len(items)), n))
+        return [items[i] for i in keep]
+    return items
+
+
+def _ci(value_lo_hi: tuple[float, float, float]) -> dict:
+    return stats.interval(*value_lo_hi)
+
+
+def context_fit_candidates(samples: Sequence[EvalSample], pool: Sequence[EvalSample], n: int,
+                           seed: int) -> list[list[str]]:
+    """For each sample: its real reply, then n - 1 of the person's replies to other held-out contexts
+    (other conversations, different text), drawn with a seeded generator."""
+    rng = random.Random(seed)
+    out = []
+    for s in samples:
+        options = sorted({p.reply for p in pool if p.conv != s.conv and p.reply.strip() != s.reply.strip()})
+        picks = rng.sample(options, min(n - 1, len(options)))
+        out.append([s.reply] + picks)
+    return out
+
+
+class Scorer:
+    """Runs every model over a list of items in one batched pass, with one shared progress bar."""
+
+    def __init__(self, models: dict[str, ReplyModel], bar: Callable[[int], None] | None):
+        self.models, self.bar = models, bar
+
+    def __call__(self, items: Sequence[Item], names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """{model: [n_items, 2] array of (summed NLL, tokens)}."""
+        out = {}
+        for name in names or self.models:
+            res = self.models[name].score(items, progress=self.bar)
+            out[name] = np.asarray(res, dtype=float).reshape(-1, 2)
+        return out
+
+
 def run_evaluation(samples: Sequence[EvalSample], models: dict[str, ReplyModel], settings: EvalSettings, *,
                    train_convs: Sequence[Conversation], val_convs: Sequence[Conversation],
                    progress: bool = True) -> tuple[dict, list[dict]]:
@@ -80,29 +146,141 @@ def run_evaluation(samples: Sequence[EvalSample], models: dict[str, ReplyModel],
     from tqdm import tqdm
 
     t0 = time.time()
-    rows: list[dict] = []
-    scores: dict[str, list[tuple[float, int]]] = {m: [] for m in models}
+    seed, n_cand = settings.seed, settings.n_candidates
+    # --- the item sets -----------------------------------------------------------------------------
+    all_person = build_samples(val_convs, max_samples=None, seed=seed, max_context_turns=settings.max_context_turns)
+    person_items = _subsample(all_person, settings.pool_size, seed + 1)
+    all_partner = build_samples([swap_roles(c) for c in val_convs], max_samples=None, seed=seed,
+                                max_context_turns=settings.max_context_turns)
+    partner_items = _subsample(all_partner, settings.pool_size, seed + 2)
+    me_val, them_val = person_and_partner_texts(val_convs)
+    me_speak = _subsample(turns_with_conv(val_convs, "assistant"), settings.pool_size, seed + 3)
+    them_speak = _subsample(turns_with_conv(val_convs, "user"), settings.pool_size, seed + 4)
+    fit_cands = context_fit_candidates(samples, all_person, n_cand, seed + 5)
+    me_train, them_train = person_and_partner_texts(train_convs)
+    rng = random.Random(seed + 6)
+    parrot = [rng.choice(me_train) if me_train else "" for _ in samples]
+
+    fit_items = [(s.context, c, "assistant") for s, cands in zip(samples, fit_cands) for c in cands]
+    fit_texts = sorted({c for cands in fit_cands for c in cands})  # each candidate once without context
+    groups = [len(c) for c in fit_cands]  # n_cand each, fewer when the held-out set is tiny
+    starts = np.cumsum([0] + groups[:-1]).astype(int)
+    own_items = ([(s.context, s.reply, "assistant") for s in person_items]
+                 + [(s.context, s.reply, "assistant") for s in partner_items])
+    own_swapped = [(swap_roles(ctx), text, "user") for ctx, text, _ in own_items]
+    speak_items = [([], t, role) for role in ("assistant", "user") for _, t in me_speak + them_speak]
+    cond = [m for m in models if getattr(models[m], "has_speaker", True)]  # models that read context and speaker
+    gen_jobs = [(name, "assistant") for name in models] + [("tuned", "user")] * ("tuned" in models)
+    total = (len(fit_items) + len(own_items)) * len(models) + (len(fit_texts) + len(speak_items)) * len(cond) \
+        + len(own_swapped) * ("tuned" in models) + len(samples) * len(gen_jobs)
+    bar = tqdm(total=total, desc="evaluating", unit="seq", file=sys.stderr, disable=not progress)
+    score = Scorer(models, bar.update)
+
+    # --- scoring (batched) ---------------------------------------------------------------------------
+    fit = score(fit_items)
+    fit_alone = score([([], t, "assistant") for t in fit_texts], cond)
+    own = score(own_items)
+    own_partner_voice = score(own_swapped, ["tuned"]) if "tuned" in models else {}
+    speak = score(speak_items, cond) if speak_items else {}
+    t_score = time.time() - t0
+
+    # --- generation ---------------------------------------------------------------------------------
+    t1 = time.time()
     limit_before = {name: getattr(m, "hit_limit", 0) for name, m in models.items()}
-    bar = tqdm(total=len(samples) * len(models), desc="evaluating", unit="reply", file=sys.stderr,
-               disable=not progress)
+    rows: list[dict] = []
     for i, s in enumerate(samples):
-        row = {"conv": s.conv, "turn": s.turn, "context": s.context, "real": s.reply, "nll": {}, "tokens": {}}
-        for name, model in models.items():
-            nll, n = model.reply_nll(s.context, s.reply)
-            scores[name].append((nll, n))
-            row["nll"][name], row["tokens"][name] = nll, n
-            row[name] = model.generate(s.context, seed=sample_seed(settings.seed, i))
+        row = {"conv": s.conv, "turn": s.turn, "context": s.context, "real": s.reply, "parrot": parrot[i],
+               "nll": {}, "tokens": {}}
+        for name, role in gen_jobs:
+            key = name if role == "assistant" else "tuned_as_partner"
+            ctx = s.context if role == "assistant" else swap_roles(s.context)
+            row[key] = models[name].generate(ctx, seed=sample_seed(seed, i), role=role)
             bar.update(1)
+        for name in models:
+            row["nll"][name], row["tokens"][name] = float(fit[name][starts[i], 0]), int(fit[name][starts[i], 1])
         rows.append(row)
     bar.close()
-    t_models = time.time() - t0
+    t_gen = time.time() - t1
 
-    results: dict = {"n_contexts": len(samples), "settings": asdict(settings)}
+    results: dict = {"n_contexts": len(samples), "settings": asdict(settings),
+                     "n_items": {"person": len(person_items), "partners": len(partner_items),
+                                 "speaker_person": len(me_speak), "speaker_partners": len(them_speak)}}
+    boot = dict(seed=seed, n_boot=settings.n_boot)
+    # cluster ids (the conversation) for the bootstrap: conversations are resampled, not messages
+    conv_speak = [[c for c, _ in me_speak], [c for c, _ in them_speak]]
+    conv_own = [[s.conv for s in person_items], [s.conv for s in partner_items]]
+    conv_ctx = [[s.conv for s in samples]]
 
-    # Perplexity of the real replies.
+    # 1. speaker test
+    speaker: dict = {}
+    n_me = len(me_speak)
+    for name in cond:
+        nll = speak[name][:, 0]
+        half = len(nll) // 2
+        s_all = nll[half:] - nll[:half]  # log P(as person) - log P(as partner)
+        speaker[name] = _ci(stats.bootstrap(stats.auc, [s_all[:n_me], s_all[n_me:]], clusters=conv_speak, **boot))
+    results["speaker"] = speaker
+
+    # 2. who wrote it + 3. persona gap (own-context items)
+    n_p = len(person_items)
+    k = max(1, min(n_cand - 1, len(partner_items)))  # fewer distractors only when the held-out set is tiny
+    if "tuned" in models:
+        ww: dict = {"n": k + 1, "chance": 1 / (k + 1), "auc": {}}
+        variants = {"tuned_only": -own["tuned"][:, 0]}
+        variants["vs_partner_voice"] = own_partner_voice["tuned"][:, 0] - own["tuned"][:, 0]
+        if "base" in models:
+            variants["vs_base"] = own["base"][:, 0] - own["tuned"][:, 0]
+        # the headline PMI reference: a model that reads context and speaker (LoRA's pretrained base), else
+        # (tiny GPT: the unigram base is context-blind) the tuned network speaking as the partner
+        ww["reference"] = "vs_base" if "base" in cond else "vs_partner_voice"
+        for label, vec in variants.items():
+            ww[label] = _ci(stats.bootstrap(lambda a, b: stats.hits_at_1_vs_pool(a, b, k),
+                                            [vec[:n_p], vec[n_p:]], clusters=conv_own, **boot))
+            ww["auc"][label] = stats.auc(vec[:n_p], vec[n_p:])
+        ww["headline"] = ww[ww["reference"]]
+        results["who_wrote_it"] = ww
+    if "base" in models and "tuned" in models:
+        pmi = own["base"][:, 0] - own["tuned"][:, 0]  # log P_tuned - log P_base, summed over the text's tokens
+        tok = own["tuned"][:, 1]
+        person_nll, partner_nll = own["base"][:n_p], own["base"][n_p:]
+
+        def gap(p_idx: np.ndarray, q_idx: np.ndarray) -> float:
+            def per_tok(idx: np.ndarray) -> float:
+                return float(pmi[idx].sum() / max(tok[idx].sum(), 1))
+            return per_tok(p_idx) - per_tok(q_idx)
+
+        idx_p, idx_q = np.arange(n_p), np.arange(n_p, len(pmi))
+        results["persona_gap"] = {
+            **_ci(stats.bootstrap(gap, [idx_p, idx_q], clusters=conv_own, **boot)),
+            "drop_person": float(pmi[idx_p].sum() / max(tok[idx_p].sum(), 1)),
+            "drop_partners": float(pmi[idx_q].sum() / max(tok[idx_q].sum(), 1)),
+            "base_nll_person": float(person_nll[:, 0].sum() / max(person_nll[:, 1].sum(), 1)),
+            "base_nll_partners": float(partner_nll[:, 0].sum() / max(partner_nll[:, 1].sum(), 1)),
+        }
+
+    # 5. context fit: real reply vs the person's replies to other contexts, same context
+    fit_res: dict = {"n": n_cand, "chance": float(np.mean([1 / g for g in groups])) if groups else 1 / n_cand}
+
+    def hits_from(score_vec: np.ndarray) -> np.ndarray:
+        return stats.row_hits([score_vec[a] for a in starts], [score_vec[a + 1:a + g] for a, g in zip(starts, groups)])
+
+    # score = log P(candidate | context) - log P(candidate | no context): how much this context raises it
+    alone = {name: dict(zip(fit_texts, fit_alone[name][:, 0])) for name in cond}
+    cand_list = [c for cands in fit_cands for c in cands]
+    for name in cond:
+        vec = np.asarray([alone[name][c] for c in cand_list]) - fit[name][:, 0]
+        fit_res[name] = _ci(stats.bootstrap(np.mean, [hits_from(vec)], clusters=conv_ctx, **boot))
+    for name in models:
+        if name not in cond:
+            fit_res[name] = None  # context-blind: chance by construction
+    fit_res["headline"] = fit_res.get("tuned")
+    results["context_fit"] = fit_res
+
+    # perplexity of the real replies in the evaluated contexts (row 0 of every candidate group)
     ppl: dict = {"tokens": {}, "nll_per_token": {}}
     for name in models:
-        p, total, n = metrics.pooled_perplexity(scores[name])
+        real_rows = fit[name][starts]
+        p, total, n = metrics.pooled_perplexity((float(a), int(b)) for a, b in real_rows)
         ppl[name] = p
         ppl["tokens"][name] = n
         ppl["nll_per_token"][name] = total / n if n else float("nan")
@@ -110,52 +288,88 @@ def run_evaluation(samples: Sequence[EvalSample], models: dict[str, ReplyModel],
         ppl["relative_change"] = metrics.relative_change(ppl["base"], ppl["tuned"])
     results["perplexity"] = ppl
 
-    # Style of generated replies vs the real ones (partners' messages as a reference point).
+    # 6. style of generated replies vs the real ones (partners' messages and the parrot as references)
     real = [r["real"] for r in rows]
-    others = {name: [r[name] for r in rows] for name in models}
+    gen_names = [n for n in ("base", "tuned", "tuned_as_partner") if rows and n in rows[0]]
+    others = {name: [r[name] for r in rows] for name in gen_names}
     others["partners"] = [s.partner for s in samples]
+    others["parrot"] = parrot
     results["style"] = metrics.compare_styles(real, others, settings.top_k_words)
-    results["empty_generations"] = {name: sum(1 for r in rows if not r[name].strip()) for name in models}
+    results["style"]["ci95"] = {name: style_intervals(texts, conv_ctx[0], seed, settings.n_boot)
+                                for name, texts in {"real": real, **others}.items()}
+    results["empty_generations"] = {name: sum(1 for r in rows if not r[name].strip()) for name in gen_names}
     results["hit_token_limit"] = {name: getattr(m, "hit_limit", 0) - limit_before[name] for name, m in models.items()}
 
-    # Authorship: trained on the train split, checked on held-out real turns, applied to generations.
-    t1 = time.time()
-    me_train, them_train = person_and_partner_texts(train_convs)
-    clf = AuthorshipClassifier(seed=settings.seed).fit(me_train, them_train)
-    me_val, them_val = person_and_partner_texts(val_convs)
-    rng = random.Random(settings.seed)
-    scrambled = [scramble(r, rng) for r in real]  # the nonsense control (see authorship.py)
+    # 4. authorship with a junk class, trained on the train split
+    t2 = time.time()
+    rng = random.Random(seed)
+    n_junk = min(max(len(me_train), 1), max(len(them_train), 1), 20000)
+    clf = AuthorshipClassifier(seed=seed).fit(me_train, them_train, junk_texts(me_train, them_train, rng, n_junk))
     auth: dict = {
         "n_train": clf.n_train,
         "heldout_auc": clf.auc(me_val, them_val),
         "person_real": clf.score(me_val).to_dict(),
         "partners_real": clf.score(them_val).to_dict(),
-        "contexts_real": clf.score(real).to_dict(),
-        "scrambled_real": clf.score(scrambled).to_dict(),
+        "scrambled_real": clf.score([scramble(r, rng) for r in real]).to_dict(),
+        "word_salad": clf.score(word_salad(me_val + them_val, rng, len(real))).to_dict(),
+        "parrot": clf.score(parrot).to_dict(),
     }
-    for name in models:
-        p = clf.p_person(others[name])
+    attributed = {}
+    for name in gen_names:
         auth[name] = clf.score(others[name]).to_dict()
-        for r, pi in zip(rows, p):
+        attributed[name] = clf.attributed(others[name])
+        for r, pi in zip(rows, clf.p_person(others[name])):
             r.setdefault("p_person", {})[name] = float(pi)
-    for r, pi in zip(rows, clf.p_person(real)):
-        r.setdefault("p_person", {})["real"] = float(pi)
+    if "tuned" in attributed and "tuned_as_partner" in attributed:
+        auth["tuned_minus_partner_voice"] = _ci(stats.bootstrap(
+            lambda d: float(np.mean(d)), [attributed["tuned"] - attributed["tuned_as_partner"]], clusters=conv_ctx,
+            **boot))
     results["authorship"] = auth
-    results["seconds"] = {"models": round(t_models, 2), "authorship": round(time.time() - t1, 2)}
+    results["seconds"] = {"scoring": round(t_score, 2), "generation": round(t_gen, 2),
+                          "authorship": round(time.time() - t2, 2)}
 
-    # Side-by-side examples: evenly spread over the evaluated contexts.
-    k = min(settings.n_examples, len(rows))
-    picks = sorted({round(j * (len(rows) - 1) / max(1, k - 1)) for j in range(k)}) if k else []
+    # side-by-side examples: evenly spread over the evaluated contexts
+    k_ex = min(settings.n_examples, len(rows))
+    picks = sorted({round(j * (len(rows) - 1) / max(1, k_ex - 1)) for j in range(k_ex)}) if k_ex else []
     results["examples"] = [
-        {"context": rows[j]["context"][-3:], "real": rows[j]["real"], **{m: rows[j][m] for m in models}}
-        for j in picks
+        {"context": rows[j]["context"][-3:], "real": rows[j]["real"],
+         **{m: rows[j][m] for m in gen_names + ["parrot"]}} for j in picks
     ]
     return results, rows
+
+
+def turns_with_conv(convs: Sequence[Conversation], role: str) -> list[tuple[int, str]]:
+    """(conversation index, text) of every non-empty turn of `role`."""
+    return [(ci, t["content"]) for ci, c in enumerate(convs) for t in c if t["role"] == role and t["content"].strip()]
+
+
+def per_reply_features(replies: Sequence[str]) -> dict[str, np.ndarray]:
+    """One value per reply for each stat that is a mean over replies (what the bootstrap resamples)."""
+    def arr(f: Callable[[str], float]) -> np.ndarray:
+        return np.asarray([float(f(r)) for r in replies])
+
+    return {
+        "words_mean": arr(lambda r: len(r.split())),
+        "emoji_rate": arr(lambda r: metrics.EMOJI_RE.search(r) is not None),
+        "lowercase_rate": arr(metrics._lowercase_only),
+        "ends_period_rate": arr(metrics._ends_with_period),
+        "exclaim_rate": arr(lambda r: "!" in r),
+        "question_rate": arr(lambda r: "?" in r),
+        "ellipsis_rate": arr(lambda r: "..." in r or "…" in r),
+    }
+
+
+def style_intervals(replies: Sequence[str], convs: Sequence[int], seed: int, n_boot: int) -> dict[str, dict]:
+    """{stat: {"value", "ci95"}} for the per-reply style stats (mean over replies, conversations resampled)."""
+    feats = per_reply_features(replies)
+    return {k: _ci(stats.bootstrap(np.mean, [v], clusters=[convs], seed=seed, n_boot=n_boot)) if len(v) else
+            stats.interval(float("nan"), float("nan"), float("nan")) for k, v in feats.items()}
 
 
 def all_finite(results: dict) -> bool:
     """True when every headline number is finite (used by tests and as a sanity check)."""
     vals = [results["perplexity"][m] for m in MODEL_NAMES if m in results["perplexity"]]
-    vals += list(results["style"]["distance"].values())
+    vals += [results["speaker"]["tuned"]["value"], results["who_wrote_it"]["headline"]["value"],
+             results["persona_gap"]["value"], results["context_fit"]["tuned"]["value"]]
     vals += [results["authorship"][m]["attributed_share"] for m in MODEL_NAMES if m in results["authorship"]]
     return all(_finite(v) is not None for v in vals)

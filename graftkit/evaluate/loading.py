@@ -6,38 +6,21 @@ what "base" means for it.
   end-of-turn token and system prompt are the ones training saved next to the adapter
   (graftkit_lora.json), so evaluation renders prompts exactly as training did.
 - tiny_gpt: see graftkit/evaluate/tiny.py (no pretrained base exists, so base is a unigram model).
+
+Import order runs one way: loading -> tiny -> target/models (no cycle).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..config import load_config
 from ..errors import ConfigError, InputError, UserError
 from ..samples import Conversation, read_conversations
-from .models import ReplyModel
+from .target import Target
 
 KINDS = ("lora", "tiny_gpt")
-
-
-@dataclass
-class Target:
-    """What one evaluation compares, and where its data and outputs are."""
-    kind: str
-    models: dict[str, ReplyModel]
-    train_file: str  # for the report
-    val_file: str
-    out_dir: Path  # the model outputs; the report goes to out_dir/eval by default
-    meta: dict = field(default_factory=dict)  # descriptions for the report
-    splits: Callable[[], tuple[list[Conversation], list[Conversation]]] | None = None
-
-    def load_data(self) -> tuple[list[Conversation], list[Conversation]]:
-        """(train, held-out) conversations."""
-        if self.splits is not None:
-            return self.splits()
-        return read_conversations(self.train_file), read_conversations(self.val_file)
 
 
 def load_target(kind: str, cfg: Any, model_path: str | None, *, max_new_tokens: int, temperature: float,
@@ -50,7 +33,7 @@ def load_target(kind: str, cfg: Any, model_path: str | None, *, max_new_tokens: 
         train, val, train_desc, val_desc = _lora_data(cfg, train_file, val_file)
         target = load_lora(cfg, model_path, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k)
     else:
-        from .tiny import load_tiny_gpt, tiny_data_files
+        from .tiny import load_tiny_gpt, tiny_data_files  # lazy: a LoRA run never imports the tiny GPT
 
         default_train, default_val = tiny_data_files(cfg)
         train_desc, val_desc = train_file or default_train, val_file or default_val

@@ -23,7 +23,8 @@ GENERATIONS_JSONL = "generations.jsonl"
 
 SHARE_STATS = ["emoji_rate", "lowercase_rate", "ends_period_rate", "exclaim_rate", "question_rate",
                "ellipsis_rate"]
-COLORS = {"real": "#333333", "base": "#1f77b4", "tuned": "#d62728", "partners": "#aaaaaa"}
+COLORS = {"real": "#333333", "base": "#1f77b4", "tuned": "#d62728", "partners": "#aaaaaa",
+          "tuned_as_partner": "#ff9896", "parrot": "#999999"}
 
 
 def json_safe(obj: Any) -> Any:
@@ -60,39 +61,98 @@ def _inline(text: str, limit: int = 300) -> str:
     return t if t else "*(empty)*"
 
 
+def _ci_text(d: dict | None, fmt=None) -> str:
+    fmt = fmt or _pct
+    if not d:
+        return "n/a"
+    lo, hi = d["ci95"]
+    return f"{fmt(d['value'])} (95% CI {fmt(lo)} to {fmt(hi)})"
+
+
+def chance_verdict(d: dict | None, chance: float) -> str:
+    """Plain words for where a 95% interval sits against chance."""
+    if not d or not all(isinstance(x, float) and math.isfinite(x) for x in d["ci95"]):
+        return "not measured"
+    lo, hi = d["ci95"]
+    if lo > chance:
+        return "above chance"
+    if hi < chance:
+        return "below chance"
+    return "**not distinguishable from chance** (uninformative here: the interval includes chance)"
+
+
 def perplexity_verdict(ppl: dict) -> str:
-    """One sentence: is the tuned model better at predicting the real replies than the base, by how much."""
+    """One sentence: is the tuned model better at predicting the real replies than the base, by how much.
+    Never called "sounds like you": a model trained on anyone's chats gets a similar drop."""
     base, tuned, change = ppl.get("base"), ppl.get("tuned"), ppl.get("relative_change")
     if not all(isinstance(x, float) and math.isfinite(x) for x in (base, tuned, change)):
         return "Perplexity could not be compared (no reply tokens were scored)."
     nll = ppl.get("nll_per_token", {})
     d_nll = nll.get("tuned", math.nan) - nll.get("base", math.nan)
     if tuned < base:
-        return (f"**The tuned model's perplexity is {100 * -change:.1f}% lower than the base's** ({base:.2f} → "
-                f"{tuned:.2f}; {-d_nll:.3f} nats per token less): it finds your real replies more predictable.")
+        return (f"The tuned model's perplexity is {100 * -change:.1f}% lower than the base's ({base:.2f} → "
+                f"{tuned:.2f}; {-d_nll:.3f} nats per token less). This shows it learned chat, not that it learned "
+                "you: a model trained on anyone's chats gets a similar drop (the persona gap above is the part "
+                "that is about you).")
     return (f"**Warning: the tuned model is not better than the base** ({base:.2f} → {tuned:.2f}, "
             f"{100 * change:+.1f}%). Likely causes: too little training (few steps, a high final validation "
             "loss), a different chat template or system prompt than in training, or held-out conversations "
             "unlike the training ones.")
 
 
-def authorship_reading(auth: dict) -> str:
-    """How to read the authorship shares, given where the ceiling, floor and nonsense control landed."""
-    ceiling, floor = auth["person_real"]["attributed_share"], auth["partners_real"]["attributed_share"]
-    control = auth.get("scrambled_real", {}).get("attributed_share")
-    text = (f"Read a model's share between the floor ({_pct(floor)}) and the ceiling ({_pct(ceiling)}): the "
-            "closer to the ceiling, the more its replies read like yours.")
-    if control is not None and control > floor + 0.5 * (ceiling - floor):
-        text += (f" **Caution:** the classifier attributes shuffled-letter nonsense to you too ({_pct(control)}), "
-                 "so a high share can also mean unreadable text; it counts only for replies that read as "
-                 "language (see the examples).")
-    return text
+REF_LABEL = {"vs_base": "tuned minus base", "vs_partner_voice": "you vs your partner's voice",
+             "tuned_only": "tuned log-probability alone"}
+
+
+def headline(results: dict, meta: dict) -> list[str]:
+    """The persona numbers in plain words, each with its interval, chance level and verdict."""
+    out: list[str] = []
+    sp = results.get("speaker", {})
+    tuned_sp = sp.get("tuned")
+    base_sp = sp.get("base")
+    base_txt = (f"base {_num(base_sp['value'], 2)}" if base_sp else
+                "base: n/a, the unigram base does not know who is speaking")
+    if tuned_sp:
+        out.append(f"- **Speaker test:** shown one of your held-out messages and one of a partner's (no context), the "
+                   f"model says which is yours with AUC {_ci_text(tuned_sp, lambda x: _num(x, 2))}; chance 0.50, "
+                   f"{base_txt}. {chance_verdict(tuned_sp, 0.5).capitalize()}.")
+    ww = results.get("who_wrote_it")
+    if ww:
+        ref = ("the tuned model's score minus the base model's" if ww["reference"] == "vs_base" else
+               "the tuned model's score as you minus its score for the same text as your partner")
+        other = [f"{REF_LABEL[k]} {_pct(ww[k]['value'])}" for k in ("vs_base", "vs_partner_voice", "tuned_only")
+                 if k in ww and k != ww["reference"]]
+        out.append(f"- **Who wrote it:** among {ww['n']} real replies, each in its own conversation, 1 yours and "
+                   f"{ww['n'] - 1} your partners', the model ({ref}) picks yours in {_ci_text(ww['headline'])} of "
+                   f"cases; chance {_pct(ww['chance'])} ({', '.join(other)}). "
+                   f"{chance_verdict(ww['headline'], ww['chance']).capitalize()}.")
+    gap = results.get("persona_gap")
+    if gap:
+        out.append(f"- **Persona gap:** training lowered the loss on your replies by {_num(gap['drop_person'])} "
+                   f"nats per token and on your partners' messages by {_num(gap['drop_partners'])}; the gap is "
+                   f"{_ci_text(gap, lambda x: _num(x))} nats per token (0 = it learned chat in general, not you). "
+                   f"{chance_verdict(gap, 0.0).capitalize()}.")
+    auth = results.get("authorship", {})
+    diff = auth.get("tuned_minus_partner_voice")
+    if diff and "tuned" in auth:
+        out.append(
+            f"- **Authorship of its own replies:** a style classifier (you / partners / junk) calls "
+            f"{_pct(auth['tuned']['attributed_share'])} of the model's replies yours, and "
+            f"{_pct(auth['tuned_as_partner']['attributed_share'])} of the replies the same model writes as your "
+            f"partner in the same conversations: a difference of {_ci_text(diff)} "
+            f"({chance_verdict(diff, 0.0)}). For scale: your real held-out messages "
+            f"{_pct(auth['person_real']['attributed_share'])}, partners' {_pct(auth['partners_real']['attributed_share'])}, "
+            f"a parrot repeating your training messages {_pct(auth['parrot']['attributed_share'])} (the classifier "
+            f"cannot tell a parrot; context fit below can), shuffled letters "
+            f"{_pct(auth['scrambled_real']['attributed_share'])}, word salad {_pct(auth['word_salad']['attributed_share'])}.")
+    return out
 
 
 def render_markdown(results: dict, meta: dict) -> str:
     ppl, style, auth = results["perplexity"], results["style"], results["authorship"]
-    st = style["stats"]
-    cols = ["real", "base", "tuned", "partners"]
+    st, ci = style["stats"], style.get("ci95", {})
+    cols = [c for c in ("real", "base", "tuned", "tuned_as_partner", "partners", "parrot") if c in st]
+    fit = results["context_fit"]
     lines = [
         "# Persona evaluation: does it sound like you?",
         "",
@@ -100,72 +160,98 @@ def render_markdown(results: dict, meta: dict) -> str:
         f"- **tuned model:** {meta.get('tuned')}",
         f"- **base model:** {meta.get('base')}",
         f"- **held-out contexts:** {results['n_contexts']} (of {meta.get('n_candidates', '?')} person replies "
-        f"with a partner message before them) from `{meta.get('val_file')}`",
+        f"with a partner message before them) from `{meta.get('val_file')}`; "
+        f"{results['n_items']['person']} of your replies and {results['n_items']['partners']} partner messages for "
+        "the speaker test, who-wrote-it and the persona gap",
         f"- **authorship classifier trained on:** `{meta.get('train_file')}`",
         f"- **generation:** {meta.get('generation')}",
         "",
-        "## Reply perplexity",
+        "## Does it sound like you?",
         "",
-        "How predictable the person's real held-out replies are to each model, given the preceding turns "
-        "(only reply tokens are scored). Lower is better.",
+        "Each number compares you with your partners, so a model that only learned to chat (or one trained on "
+        "someone else's chats) stays at chance. Intervals are 95% bootstrap intervals.",
         "",
+        *headline(results, meta),
+        "",
+    ]
+    if meta.get("base_note"):
+        lines += [meta["base_note"], ""]
+    lines += [
+        "## Not about you specifically",
+        "",
+        f"- **Context fit:** among {fit['n']} of your own replies (1 written to this conversation, "
+        f"{fit['n'] - 1} to others), the tuned model picks the right one in {_ci_text(fit.get('tuned'))} of "
+        f"cases; chance {_pct(fit['chance'])}, base "
+        + (_ci_text(fit['base']) if fit.get('base') else "n/a (context-blind)") + ". Any chat model learns to fit "
+        "replies to the conversation, so this is about chat in general; a parrot that repeats your messages "
+        "would be at chance.",
+        f"- **Reply perplexity:** {perplexity_verdict(ppl)}",
+        "",
+    ]
+    if meta.get("perplexity_note"):
+        lines += [meta["perplexity_note"], ""]
+    lines += [
         "| | base | tuned | relative change |",
         "|---|---:|---:|---:|",
-        f"| perplexity | {_num(ppl.get('base'), 2)} | {_num(ppl.get('tuned'), 2)} | "
+        f"| perplexity of your real replies | {_num(ppl.get('base'), 2)} | {_num(ppl.get('tuned'), 2)} | "
         f"{_pct(ppl.get('relative_change'))} |",
         f"| mean NLL per token (nats) | {_num(ppl['nll_per_token'].get('base'))} | "
         f"{_num(ppl['nll_per_token'].get('tuned'))} | |",
         f"| scored tokens | {ppl['tokens'].get('base')} | {ppl['tokens'].get('tuned')} | |",
         "",
-    ]
-    lines += [perplexity_verdict(ppl), ""]
-    if meta.get("perplexity_note"):
-        lines += [meta["perplexity_note"], ""]
-    lines += [
-        "## Style: generated replies vs the person's real replies",
-        "",
-        "Same contexts for every column. *partners* = the partner's last message before each reply, a "
-        "reference for how different someone else's style looks.",
-        "",
-        "| stat | real (you) | base | tuned | partners |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for key in metrics.STYLE_KEYS:
-        fmt = _pct if metrics.STYLE_KEYS[key][0] == "share" and key.endswith("_rate") else _num
-        lines.append(f"| {key} | " + " | ".join(fmt(st[c][key]) for c in cols) + " |")
-    lines.append(f"| top-{style['top_k']} word Jaccard vs real | 1.000 | "
-                 + " | ".join(_num(style["jaccard"][c]) for c in cols[1:]) + " |")
-    lines.append("| **style distance to real** (lower = closer) | 0.000 | "
-                 + " | ".join(f"**{_num(style['distance'][c])}**" for c in cols[1:]) + " |")
-    empty, cut = results.get("empty_generations", {}), results.get("hit_token_limit", {})
-    lines += ["", f"Generated replies cut at {meta.get('max_new_tokens')} tokens (their length stats are a lower "
-              f"bound): base {cut.get('base', 0)}, tuned {cut.get('tuned', 0)}. Empty generated replies: base "
-              f"{empty.get('base', 0)}, tuned {empty.get('tuned', 0)}.", ""]
-
-    lines += [
         "## Authorship test",
         "",
-        "A logistic regression on character 2-4-grams (TF-IDF, `char_wb`), trained on the train split to "
-        "tell the person's messages from their partners'. *Attributed* = P(person) > 0.5. The person's "
-        "real held-out replies are the ceiling, the partners' held-out messages the floor. The nonsense "
-        "control is the evaluated real replies with their letters shuffled (no words left): what the "
-        "classifier does with text it cannot place.",
+        "A logistic regression on character 2-4-grams (TF-IDF, `char_wb`) trained on the train split with three "
+        "classes: your messages, your partners' messages, and junk (letter-shuffled messages and word salad). "
+        "*Attributed* = you are the most likely class. Gibberish goes to junk, so it cannot score as you.",
         "",
-        "| replies | attributed to the person | mean P(person) | n |",
-        "|---|---:|---:|---:|",
+        "| replies | attributed to you | junk | mean P(you) | n |",
+        "|---|---:|---:|---:|---:|",
     ]
-    for key, label in [("person_real", "person's real held-out replies (ceiling)"),
-                       ("contexts_real", "… of which the real replies to the evaluated contexts"),
+    for key, label in [("person_real", "your real held-out messages (ceiling)"),
                        ("partners_real", "partners' real held-out messages (floor)"),
-                       ("scrambled_real", "nonsense control: real replies, letters shuffled"),
-                       ("base", "base model's replies"), ("tuned", "tuned model's replies")]:
+                       ("parrot", "parrot: your training messages at random"),
+                       ("scrambled_real", "check: your real replies, letters shuffled"),
+                       ("word_salad", "check: word salad of held-out words"),
+                       ("base", "base model's replies"), ("tuned", "tuned model's replies"),
+                       ("tuned_as_partner", "tuned model writing as your partner (control)")]:
         r = auth.get(key)
         if r is not None:
-            lines.append(f"| {label} | {_pct(r['attributed_share'])} | {_num(r['mean_p_person'])} | {r['n']} |")
-    lines += ["", authorship_reading(auth)]
-    lines += ["", f"Classifier held-out ROC AUC (person vs partners): {_num(auth.get('heldout_auc'))}; trained "
-              f"on {auth['n_train'].get('person')} person and {auth['n_train'].get('partners')} partner messages.",
-              ""]
+            lines.append(f"| {label} | {_pct(r['attributed_share'])} | {_pct(r.get('junk_share'))} | "
+                         f"{_num(r['mean_p_person'])} | {r['n']} |")
+    lines += ["", f"Classifier held-out ROC AUC (you vs partners): {_num(auth.get('heldout_auc'))}; trained on "
+              f"{auth['n_train'].get('person')} of your messages, {auth['n_train'].get('partners')} partner messages "
+              f"and {auth['n_train'].get('junk', 0)} junk texts.", ""]
+    lines += [
+        "## Style: generated replies vs your real replies",
+        "",
+        "Same contexts for every column. *partners* = the partner's last message before each reply, *parrot* = "
+        "random training messages of yours, *tuned_as_partner* = the tuned model writing as your partner. Rates "
+        "and mean length show a 95% bootstrap interval over replies.",
+        "",
+        "| stat | " + " | ".join(cols) + " |",
+        "|---|" + "---:|" * len(cols),
+    ]
+    from .core import PER_REPLY_STYLE
+
+    for key in PER_REPLY_STYLE:
+        fmt = _pct if key.endswith("_rate") else (lambda x: _num(x, 1))
+        cells = []
+        for c in cols:
+            d = ci.get(c, {}).get(key)
+            cells.append(f"{fmt(d['value'])} [{fmt(d['ci95'][0])}, {fmt(d['ci95'][1])}]" if d else "n/a")
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    for key in ("words_median", "lines_mean", "distinct_1", "distinct_2"):
+        lines.append(f"| {key} | " + " | ".join(_num(st[c][key], 2) for c in cols) + " |")
+    lines.append(f"| top-{style['top_k']} word Jaccard vs real | " + " | ".join(
+        "1.000" if c == "real" else _num(style["jaccard"][c]) for c in cols) + " |")
+    lines.append("| style distance to real (lower = closer) | " + " | ".join(
+        "0.000" if c == "real" else _num(style["distance"][c]) for c in cols) + " |")
+    empty, cut = results.get("empty_generations", {}), results.get("hit_token_limit", {})
+    lines += ["", "Style statistics describe the surface only (junk can match them); read them beside the "
+              "authorship and persona numbers. Generated replies cut at "
+              f"{meta.get('max_new_tokens')} tokens: " + ", ".join(f"{k} {v}" for k, v in cut.items())
+              + "; empty generated replies: " + ", ".join(f"{k} {v}" for k, v in empty.items()) + ".", ""]
 
     lines += ["## Examples", ""]
     for i, ex in enumerate(results.get("examples", []), 1):
@@ -176,8 +262,9 @@ def render_markdown(results: dict, meta: dict) -> str:
             lines.append(f"> **{who}:** {_inline(t['content'])}  ")
         lines.append("")
         lines.append(f"- **real reply:** {_inline(ex['real'])}")
-        lines.append(f"- **base:** {_inline(ex.get('base', ''))}")
-        lines.append(f"- **tuned:** {_inline(ex.get('tuned', ''))}")
+        for key in ("base", "tuned", "tuned_as_partner", "parrot"):
+            if key in ex:
+                lines.append(f"- **{key}:** {_inline(ex[key])}")
         lines.append("")
 
     lines += [
@@ -187,24 +274,34 @@ def render_markdown(results: dict, meta: dict) -> str:
         "",
         "## Definitions",
         "",
-        "- **perplexity** = exp(total NLL / total scored tokens), pooled over all evaluated replies (natural "
-        "log). Scored tokens: " + meta.get("scoring", "the reply's tokens after the context") + ". "
-        "Relative change = (tuned - base) / base.",
+        "- **speaker test**: score = log P(text as your turn) - log P(text as a partner's turn), no context, tuned "
+        "model; AUC = P(a random message of yours scores above a random partner message), ties half.",
+        "- **who wrote it**: score = log P_tuned(text as your reply in its own conversation) - log P_reference; "
+        "the reference is the base model (LoRA) or, for the tiny GPT whose unigram base reads no context, the "
+        "tuned model scoring the same text as your partner's turn (roles swapped). A partner message is scored "
+        "the same way in its own conversation with the roles swapped. hits@1 of N = the chance that your reply "
+        "outscores N-1 partner messages drawn at random, computed exactly over all draws.",
+        "- **persona gap** = (NLL per token, base - tuned, on your replies) - (the same on partners' messages), "
+        "the items of *who wrote it*.",
+        "- **context fit**: score = log P(candidate | context) - log P(candidate alone), per model; hits@1 = "
+        "share of contexts where the real reply scores highest (ties share the point).",
+        "- **authorship difference** = share of the tuned replies attributed to you minus the share of the tuned "
+        "model's replies written as your partner (same contexts, roles swapped), paired over contexts.",
+        "- **perplexity** = exp(total NLL / total scored tokens) over the evaluated replies (natural log). Scored "
+        "tokens: " + meta.get("scoring", "the reply's tokens after the context") + ".",
+        "- **95% CI**: percentile bootstrap, 1000 resamples of contexts / messages (each group resampled on its "
+        "own), seeded.",
     ]
     for key, (_, doc) in metrics.STYLE_KEYS.items():
         lines.append(f"- **{key}**: {doc}")
     lines += [
-        f"- **top-k word Jaccard**: |A ∩ B| / |A ∪ B| of the {style['top_k']} most frequent lower-cased words.",
         f"- **style distance** = {metrics.DISTANCE_DOC}",
         "",
         f"Settings: seed {results['settings']['seed']}, up to {results['settings']['max_context_turns']} "
-        f"context turns. All numbers are in `{METRICS_JSON}`, every reply in `{GENERATIONS_JSONL}` (both "
-        "identical when rerun with the same seed and settings).",
+        f"context turns. All numbers are in `{METRICS_JSON}`, every reply in `{GENERATIONS_JSONL}`. With the same "
+        "seed, settings and thread count every output file is byte-identical when rerun.",
         "",
     ]
-    secs = results.get("seconds")
-    if secs:
-        lines += ["Runtime: " + ", ".join(f"{k} {v:.1f} s" for k, v in secs.items()) + ".", ""]
     return "\n".join(lines)
 
 
@@ -233,7 +330,7 @@ def render_figure(path: Path, results: dict, rows: Sequence[dict]) -> None:
 
     ax = axes[0, 1]
     st = results["style"]["stats"]
-    cols = [c for c in ("real", "base", "tuned", "partners") if c in st]
+    cols = [c for c in ("real", "base", "tuned", "tuned_as_partner", "partners", "parrot") if c in st]
     x = np.arange(len(SHARE_STATS))
     w = 0.8 / len(cols)
     for j, c in enumerate(cols):
@@ -246,8 +343,10 @@ def render_figure(path: Path, results: dict, rows: Sequence[dict]) -> None:
     ax = axes[1, 0]
     auth = results["authorship"]
     bars = [("partners\n(floor)", "partners_real", COLORS["partners"]),
-            ("shuffled\n(control)", "scrambled_real", "#dddddd"), ("base", "base", COLORS["base"]),
-            ("tuned", "tuned", COLORS["tuned"]), ("person\n(ceiling)", "person_real", COLORS["real"])]
+            ("shuffled", "scrambled_real", "#dddddd"), ("salad", "word_salad", "#dddddd"),
+            ("parrot", "parrot", "#999999"), ("base", "base", COLORS["base"]),
+            ("tuned as\npartner", "tuned_as_partner", "#ff9896"), ("tuned", "tuned", COLORS["tuned"]),
+            ("you\n(ceiling)", "person_real", COLORS["real"])]
     bars = [b for b in bars if b[1] in auth]
     vals = [auth[k]["attributed_share"] for _, k, _ in bars]
     ax.bar([b[0] for b in bars], vals, color=[b[2] for b in bars])
@@ -256,16 +355,21 @@ def render_figure(path: Path, results: dict, rows: Sequence[dict]) -> None:
     ax.set_ylim(0, 1.1)
     ax.set_title("authorship: share attributed to the person")
 
-    ax = axes[1, 1]
-    ppl = results["perplexity"]
-    pv = [ppl.get("base"), ppl.get("tuned")]
-    pv = [v if isinstance(v, float) and math.isfinite(v) else 0.0 for v in pv]
-    ax.bar(["base", "tuned"], pv, color=[COLORS["base"], COLORS["tuned"]])
-    for i, v in enumerate(pv):
-        ax.text(i, v, f"{v:.2f}", ha="center", va="bottom")
-    ax.set_title("perplexity of the real replies (lower = better)")
-    if max(pv) > 0 and max(pv) / max(min(pv), 1e-9) > 50:
-        ax.set_yscale("log")
+    ax = axes[1, 1]  # the persona numbers against chance, with their intervals
+    items = [("speaker\nAUC", results.get("speaker", {}).get("tuned"), 0.5),
+             ("who wrote it\nhits@1", (results.get("who_wrote_it") or {}).get("headline"),
+              (results.get("who_wrote_it") or {}).get("chance")),
+             ("context fit\nhits@1", results["context_fit"].get("tuned"), results["context_fit"]["chance"])]
+    items = [it for it in items if it[1]]
+    for i, (label, d, chance) in enumerate(items):
+        lo, hi = d["ci95"]
+        ax.bar(i, d["value"], color=COLORS["tuned"])
+        if all(isinstance(v, float) and math.isfinite(v) for v in (lo, hi)):
+            ax.errorbar(i, d["value"], yerr=[[d["value"] - lo], [hi - d["value"]]], color="black", capsize=6)
+        ax.hlines(chance, i - 0.4, i + 0.4, colors="black", linestyles="dashed")
+    ax.set_xticks(range(len(items)), [it[0] for it in items])
+    ax.set_ylim(0, 1.05)
+    ax.set_title("tuned model vs chance (dashed), 95% intervals")
 
     fig.tight_layout()
     fig.savefig(path, format="png", dpi=100)
@@ -275,7 +379,8 @@ def render_figure(path: Path, results: dict, rows: Sequence[dict]) -> None:
 def write_outputs(out_dir: str | Path, results: dict, rows: Sequence[dict], meta: dict) -> dict[str, Path]:
     """Write the four outputs together; returns their final paths.
 
-    Timings (`results["seconds"]`) go to the report only, so metrics.json is the same for the same seed.
+    Timings (`results["seconds"]`) are left out of every file (the caller prints them), so a rerun with
+    the same seed, settings and thread count writes byte-identical files.
     """
     out_dir = Path(out_dir)
     numbers = {k: v for k, v in results.items() if k != "seconds"}

@@ -27,15 +27,17 @@ from typing import Any, Sequence
 import torch
 
 from ..corpus import END, ME, THEM
-from .models import Turn, continuation_nll, make_generator, sample_token
+from .models import Item, Turn, batched_nll, continuation_nll, make_generator, sample_token
+from .target import Target
 
 ROLE_MARKER = {"user": THEM, "assistant": ME}
 
 
-def render_context(context: Sequence[Turn]) -> str:
-    """The transcript of the context up to and including the `<|me|>` that opens the reply."""
+def render_context(context: Sequence[Turn], role: str = "assistant") -> str:
+    """The transcript of the context up to and including the marker that opens `role`'s turn
+    (`<|me|>` for the person, `<|them|>` for a partner)."""
     return END + "\n" + "".join(ROLE_MARKER[t["role"]] + t["content"] + "\n" for t in context
-                         if t["role"] in ROLE_MARKER) + ME
+                         if t["role"] in ROLE_MARKER) + ROLE_MARKER[role]
 
 
 def _clean(text: str) -> str:
@@ -51,16 +53,35 @@ class TinyGPTModel:
         self.max_new_tokens, self.temperature, self.top_k = max_new_tokens, temperature, top_k
         self.device = device
         self.block_size = model.args.block_size
+        self.batch_tokens = 16384  # tokens per scoring batch
         self.hit_limit = 0
 
-    def _ids(self, context: Sequence[Turn], reply: str) -> tuple[list[int], list[int]]:
-        return self.tok.encode(render_context(context)), self.tok.encode(reply + "\n")
+    def _ids(self, context: Sequence[Turn], reply: str, role: str = "assistant") -> tuple[list[int], list[int]]:
+        return self.tok.encode(render_context(context, role)), self.tok.encode(reply + "\n")
+
+    def _forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.model(ids)[0]  # causal: right padding cannot reach the real positions
 
     @torch.no_grad()
-    def reply_nll(self, context: Sequence[Turn], reply: str) -> tuple[float, int]:
-        """Every reply token is scored, in chunks of at most block_size // 2 tokens, each seen with the
-        block_size tokens before its end (so at least block_size // 2 tokens of context)."""
-        prompt, target = self._ids(context, reply)
+    def score(self, items: Sequence[Item], progress: Any = None) -> list[tuple[float, int]]:
+        """Batched: the prompt is cut from the left so prompt + text fit block_size. A text longer than
+        block_size - 1 tokens is scored alone, in chunks (see reply_nll)."""
+        pairs = [self._ids(ctx, text, role) for ctx, text, role in items]
+        fits = [i for i, (_, t) in enumerate(pairs) if len(t) < self.block_size]
+        seqs = [(pairs[i][0][-(self.block_size - len(pairs[i][1])):], pairs[i][1]) for i in fits]
+        out: list[tuple[float, int]] = [(0.0, 0)] * len(items)
+        for i, res in zip(fits, batched_nll(self._forward, seqs, max_tokens=self.batch_tokens, device=self.device,
+                                            progress=progress)):
+            out[i] = res
+        for i in sorted(set(range(len(items))) - set(fits)):
+            out[i] = self._chunked_nll(*pairs[i])
+            if progress:
+                progress(1)
+        return out
+
+    def _chunked_nll(self, prompt: list[int], target: list[int]) -> tuple[float, int]:
+        """Every token scored, in chunks of at most block_size // 2 tokens, each seen with the block_size
+        tokens before its end (so at least block_size // 2 tokens of context)."""
         ids = prompt + target
         chunk = max(1, self.block_size // 2)
         total, pos = 0.0, len(prompt)
@@ -73,13 +94,16 @@ class TinyGPTModel:
             pos = end
         return total, len(target)
 
-    def generate(self, context: Sequence[Turn], seed: int = 0) -> str:
+    def reply_nll(self, context: Sequence[Turn], reply: str) -> tuple[float, int]:
+        return self.score([(context, reply, "assistant")])[0]
+
+    def generate(self, context: Sequence[Turn], seed: int = 0, role: str = "assistant") -> str:
         from ..tiny_gpt.generate import generate
 
-        prompt = self.tok.encode(render_context(context))
+        prompt = self.tok.encode(render_context(context, role))
+        stop = (self.tok.them_id if role == "assistant" else self.tok.me_id, self.tok.end_id)
         new = generate(self.model, prompt, self.max_new_tokens, self.temperature, self.top_k,
-                       stop_ids=(self.tok.them_id, self.tok.end_id), generator=make_generator(seed),
-                       device=self.device)
+                       stop_ids=stop, generator=make_generator(seed), device=self.device)
         self.hit_limit += int(len(new) >= self.max_new_tokens)
         return _clean(self.tok.decode(new))
 
@@ -87,9 +111,11 @@ class TinyGPTModel:
 class UnigramModel:
     """Token frequencies of the training transcript, add-one smoothed over the whole vocabulary.
 
-    P(token) does not depend on the context. Generation draws tokens independently until a
+    P(token) depends on neither the context nor the speaker. Generation draws tokens independently until a
     `<|them|>` / `<|endoftext|>` token (or max_new_tokens), like the tiny GPT's own stopping rule.
     """
+
+    has_speaker = False  # the same probability as the person and as a partner: no speaker test
 
     def __init__(self, tok: Any, train_text: str, vocab_size: int, *, name: str = "base",
                  max_new_tokens: int = 64, temperature: float = 0.8, top_k: int = 0):
@@ -101,11 +127,19 @@ class UnigramModel:
         self.n_train_tokens = total - vocab_size
         self.hit_limit = 0
 
-    def reply_nll(self, context: Sequence[Turn], reply: str) -> tuple[float, int]:
-        ids = self.tok.encode(reply + "\n")
-        return float(-self.logp[ids].sum()), len(ids)
+    def score(self, items: Sequence[Item], progress: Any = None) -> list[tuple[float, int]]:
+        out = []
+        for _, text, _ in items:
+            ids = self.tok.encode(text + "\n")
+            out.append((float(-self.logp[ids].double().sum()), len(ids)))
+        if progress:
+            progress(len(items))
+        return out
 
-    def generate(self, context: Sequence[Turn], seed: int = 0) -> str:
+    def reply_nll(self, context: Sequence[Turn], reply: str) -> tuple[float, int]:
+        return self.score([(context, reply, "assistant")])[0]
+
+    def generate(self, context: Sequence[Turn], seed: int = 0, role: str = "assistant") -> str:
         gen = make_generator(seed)
         stop = {self.tok.them_id, self.tok.end_id}
         out: list[int] = []
@@ -127,11 +161,10 @@ def tiny_data_files(cfg: Any) -> tuple[str, str]:
 
 
 def load_tiny_gpt(cfg: Any, checkpoint: str | None, *, max_new_tokens: int, temperature: float,
-                  top_k: int = 0) -> Any:
+                  top_k: int = 0) -> Target:
     """Target for a tiny GPT config: tuned = the checkpoint (best.pt, else last.pt), base = unigram."""
-    from ..tiny_gpt.tokenizer import read_text
     from ..tiny_gpt.checkpoints import load_for_inference
-    from .loading import Target
+    from ..tiny_gpt.tokenizer import read_text
 
     model, tok, path, ckpt = load_for_inference(cfg, checkpoint)
     device = next(model.parameters()).device

@@ -24,6 +24,22 @@ def session_start(tok: TinyTokenizer) -> list[int]:
     return tok.encode(END + "\n")
 
 
+def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0,
+                generator: torch.Generator | None = None) -> int:
+    """One token id from a [vocab] row of logits: greedy (argmax) when temperature <= 0, otherwise a draw
+    from softmax(logits / temperature) restricted to the top_k most likely tokens when top_k > 0.
+    The one sampler of the kit (chat, training samples and the persona evaluation all use it)."""
+    logits = logits.float()
+    if temperature <= 0:
+        return int(torch.argmax(logits))
+    logits = logits / temperature
+    if 0 < top_k < logits.numel():
+        kth = torch.topk(logits, top_k).values[-1]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = F.softmax(logits, dim=-1)
+    return int(torch.multinomial(probs.cpu(), 1, generator=generator))
+
+
 def generate(model: TinyGPT, ids: list[int], max_new_tokens: int, temperature: float = 1.0,
              top_k: int = 0, stop_ids: Iterable[int] = (), generator: torch.Generator | None = None,
              device: str | torch.device = "cpu") -> list[int]:
@@ -38,12 +54,7 @@ def generate(model: TinyGPT, ids: list[int], max_new_tokens: int, temperature: f
     try:
         for _ in range(max_new_tokens):
             logits, _ = model(ctx[:, -block:], last_only=True)
-            logits = logits[0, -1].float() / max(temperature, 1e-6)
-            if top_k and top_k < logits.numel():
-                kth = torch.topk(logits, top_k).values[-1]
-                logits = logits.masked_fill(logits < kth, float("-inf"))
-            probs = F.softmax(logits, dim=-1)
-            nxt = int(torch.multinomial(probs.cpu(), 1, generator=generator))
+            nxt = sample_next(logits[0, -1], temperature, top_k, generator)
             if nxt in stop:
                 break
             out.append(nxt)
