@@ -273,3 +273,25 @@ def test_forged_journal_moves_nothing_outside_the_folder(tmp_path):
     with OutputSet(out) as o:
         o.write_text("a.txt", "a")
     assert victim.read_text() == "keep me" and not (out / "stolen.txt").exists()
+
+
+def test_trainer_finishes_a_half_published_corpus_before_reading_it(tmp_path):
+    """The tiny GPT reads corpus_*.txt: a prepare run killed mid-publication is finished first, so the trainer
+    never sees new train text beside an old val text."""
+    from graftkit.config import load_config
+    from graftkit.tiny_gpt.config import TinyGPTConfig
+
+    out = tmp_path / "data"
+    names = ["corpus_train.txt", "corpus_val.txt", "x.txt", "y.txt", "z.txt"]
+    with OutputSet(out) as o:
+        for n in names:
+            o.write_text(n, "old\n")
+    code = KILL_AFTER_RENAMES.format(root=str(ROOT), out=str(out), kill_at=3).replace(
+        'out.write_text(f"f{i}.txt", f"new {i}\\n")', f'out.write_text({names!r}[i], "new\\n")')
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 9 and (out / JOURNAL_NAME).exists(), r.stderr
+    assert {(out / n).read_text() for n in names} == {"old\n", "new\n"}  # mixed, as the kill left it
+    cfg = load_config(TinyGPTConfig, None, [f"train_file={out / names[0]}", f"val_file={out / names[1]}",
+                                            f"tokenizer_path={tmp_path / 'tok.json'}", f"out_dir={tmp_path / 'run'}"])
+    cfg.check_data_files()
+    assert {(out / n).read_text() for n in names} == {"new\n"} and not (out / JOURNAL_NAME).exists()

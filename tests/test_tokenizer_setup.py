@@ -111,7 +111,7 @@ def test_tiktoken_unavailable_is_a_clear_error(monkeypatch):
         raise ConnectionError("no network")
 
     monkeypatch.setattr(tiktoken, "get_encoding", offline)
-    with pytest.raises(UserError, match="not available.*bpe"):
+    with pytest.raises(UserError, match="could not be downloaded.*tokenizer_type=bpe"):
         T.build_tiktoken_tokenizer("gpt2")
 
 

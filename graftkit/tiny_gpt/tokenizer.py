@@ -133,19 +133,12 @@ def tiktoken_to_tokenizer(mergeable_ranks: dict[bytes, int], pat_str: str,
 
 
 def build_tiktoken_tokenizer(name: str) -> Tokenizer:
+    from ..prepare.tokenizer_report import load_tiktoken  # announced, time-bounded first-use download
+
     try:
-        import tiktoken
-    except ImportError:
-        raise UserError("tokenizer_type=tiktoken needs the tiktoken package: pip install tiktoken") from None
-    try:
-        enc = tiktoken.get_encoding(name)
-    except ValueError as e:
-        raise ConfigError(f"unknown tiktoken encoding {name!r} ({e})") from None
-    except Exception as e:
-        raise UserError(
-            f"tiktoken encoding {name!r} is not available: tiktoken downloads it on first use and that failed "
-            f"({e.__class__.__name__}). Connect to the internet once (or put the cached file in "
-            f"TIKTOKEN_CACHE_DIR), or use tokenizer_type=bpe / char") from None
+        enc = load_tiktoken(name)
+    except UserError as e:
+        raise UserError(f"{e.message}; or use tokenizer_type=bpe / char") from None
     return tiktoken_to_tokenizer(enc._mergeable_ranks, enc._pat_str, enc._special_tokens)
 
 
