@@ -25,7 +25,8 @@ def _placeholders(table: dict[str, list[str]], ios: bool) -> list[tuple[str, str
         for i, v in enumerate(values):
             if key == "attached":
                 if not ios:
-                    out += [(f"IMG-20230101-WA{i:04d}.jpg ({v})", "media"), (f"PTT-20230101-WA{i:04d}.opus ({v})", "media"),
+                    out += [(f"IMG-20230101-WA{i:04d}.jpg ({v})", "media"),
+                            (f"PTT-20230101-WA{i:04d}.opus ({v})", "media"),
                             (f"Ana Lima.vcf ({v})", "media"), (f"plan v2.pdf ({v})", "media")]
             elif key == "attached_ios":
                 if ios:
@@ -44,7 +45,8 @@ def _placeholders(table: dict[str, list[str]], ios: bool) -> list[tuple[str, str
 def _export(placeholders: list[tuple[str, str]], ios: bool) -> str:
     lines = []
     for i, (text, _) in enumerate(placeholders):
-        for j, (who, real) in enumerate((("Alex", f"real question number {i}"), ("Sam", f"real answer number {i}"))):
+        pair = (("Alex", f"real question number {i}"), ("Sam", f"real answer number {i}"))
+        for j, (who, real) in enumerate(pair):
             minute = (2 * i + j) % 60
             hour = 10 + (2 * i + j) // 60
             lines.append(f"[31.12.23, {hour}:{minute:02d}:00] {who}: {real}" if ios else

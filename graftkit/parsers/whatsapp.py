@@ -101,9 +101,9 @@ def _shape_of(m: re.Match, time_first: bool = False) -> Shape | None:
         return Shape(True, g["dsep"], year_first, year_digits, g["sec"] is not None, g["ampm"] is not None,
                      g["tsep"], g["dend"] or "", ", ", "] ", True, bidi)
     ios = g["br"] is not None
-    end = g["end"]
+    end = "] " if ios else (" - " if g["end"].strip() in ("-", "\u2013") else g["end"])
     return Shape(ios, g["dsep"], year_first, year_digits, g["sec"] is not None, g["ampm"] is not None,
-                 g["tsep"], g["dend"] or "", g["dts"], "] " if ios else (" - " if end.strip() in ("-", "\u2013") else end), False, bidi)
+                 g["tsep"], g["dend"] or "", g["dts"], end, False, bidi)
 
 
 @lru_cache(maxsize=64)

@@ -226,7 +226,7 @@ def _message_lines(messages: Iterable[Message], names_out: dict, is_me: Callable
         tl = tail.get(key)
         if tl is None:
             ph = m.placeholder
-            mark_js = (f', "kind": "text"' if ph is None else
+            mark_js = (', "kind": "text"' if ph is None else
                        f', "kind": "{coarse(ph)}", "placeholder": {_js(ph)}')
             tl = tail[key] = (f', "is_me": {"true" if is_me(sender) else "false"}, '
                               f'"source": {_js(m.source)}{mark_js}}}\n')
