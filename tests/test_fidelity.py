@@ -68,9 +68,9 @@ def evaluate(persona: bool) -> dict:
     train = make_chats(150, 1, persona)
     val = make_chats(50, 2, persona)
     model, tok, text = train_char_gpt(train)
-    gen = dict(max_new_tokens=12, temperature=0.8)
+    gen = dict(max_new_tokens=8, temperature=0.8)
     models = {"base": UnigramModel(tok, text, tok.vocab_size, **gen), "tuned": TinyGPTModel(model, tok, **gen)}
-    settings = EvalSettings(max_samples=20, seed=3, pool_size=80, n_boot=200)
+    settings = EvalSettings(max_samples=20, seed=3, pool_size=80, n_boot=100)
     samples = build_samples(val, max_samples=20, seed=3, max_context_turns=4)
     results, _ = run_evaluation(samples, models, settings, train_convs=train, val_convs=val, progress=False)
     return results

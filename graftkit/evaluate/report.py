@@ -250,7 +250,8 @@ def render_markdown(results: dict, meta: dict) -> str:
     empty, cut = results.get("empty_generations", {}), results.get("hit_token_limit", {})
     lines += ["", "Style statistics describe the surface only (junk can match them); read them beside the "
               "authorship and persona numbers. Generated replies cut at "
-              f"{meta.get('max_new_tokens')} tokens: " + ", ".join(f"{k} {v}" for k, v in cut.items())
+              f"{meta.get('max_new_tokens')} tokens: " + ", ".join(
+                  f"{'tuned (as you and as your partner)' if k == 'tuned' else k} {v}" for k, v in cut.items())
               + "; empty generated replies: " + ", ".join(f"{k} {v}" for k, v in empty.items()) + ".", ""]
 
     lines += ["## Examples", ""]
