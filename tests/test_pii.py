@@ -126,9 +126,14 @@ def test_scrub_time_is_linear_on_adversarial_input(name: str) -> None:
     """4x the length must cost about 4x the time (quadratic would be 16x). A ratio, not a timing:
     the machine's speed cancels out; the bound (10x) leaves room for noise on a shared machine."""
     make = ADVERSARIAL[name]
-    n = 8_000
-    small, big = _best_time(make(n)), _best_time(make(4 * n))
-    assert big < 10 * max(small, 1e-3), (name, small, big)
+    n = 32_000  # large enough that one run takes milliseconds, not timer noise
+    ratios = []
+    for _ in range(3):  # a shared machine can stall one measurement; quadratic stays ~16x on every try
+        small, big = _best_time(make(n), reps=5), _best_time(make(4 * n), reps=5)
+        ratios.append(big / max(small, 2e-4))
+        if ratios[-1] < 10:
+            break
+    assert min(ratios) < 10, (name, ratios)
 
 
 def test_labelled_set_meets_the_goal() -> None:
