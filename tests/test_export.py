@@ -9,6 +9,7 @@ runs) and must give that same text. The GGUF converter itself runs in tests/test
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -21,7 +22,7 @@ from graftkit.errors import ConfigError
 from graftkit.lora import ollama
 from graftkit.lora.presets import CHATML_TEMPLATE, LLAMA3_TEMPLATE, MISTRAL_TEMPLATE
 
-TRL_TEMPLATES = Path(__import__("trl").__file__).parent / "chat_templates"
+TRL_TEMPLATES = Path(importlib.util.find_spec("trl").origin).parent / "chat_templates"  # read, not imported (slow)
 DATE = {"date_string": "26 Jul 2024"}
 CHATS = [
     [{"role": "user", "content": "hey"}],
@@ -190,6 +191,7 @@ func main() {
 """
 
 
+@pytest.mark.slow  # builds a Go program (seconds); CI has no Go toolchain anyway
 @pytest.mark.skipif(shutil.which("go") is None, reason="needs the Go toolchain (Ollama's template engine)")
 def test_go_executes_the_TEMPLATE_like_the_mirror(tmp_path):
     """The TEMPLATE text run by Go's text/template (Ollama's engine, with Ollama's collated inputs)."""

@@ -167,7 +167,7 @@ def test_driver_on_cpu_end_to_end(tmp_path):
     """drive.py --tiny --backends peft on CPU: train_lora.py on a tiny preset-shaped model, saves, mask, tiny GPT."""
     env = {**os.environ, "GRAFTKIT_GPU_WORK": str(tmp_path / "work"), "OMP_NUM_THREADS": "2"}
     p = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu" / "drive.py"), "--tiny", "--backends", "peft",
-                        "--presets", "qwen2.5-0.5b", "--steps", "2", "--seq", "256", "--batch", "2",
+                        "--presets", "qwen2.5-0.5b", "--layers", "2", "--steps", "2", "--seq", "256", "--batch", "2",
                         "--tiny-gpt-iters", "10", "--out", str(tmp_path / "out")], env=env, capture_output=True,
                        text=True, timeout=1800)
     assert p.returncode == 0, p.stderr[-2000:]
