@@ -112,8 +112,9 @@ def test_full_shapes_have_the_published_sizes(preset):
     assert abs(n / random_model.PUBLISHED_PARAMS[preset] - 1) < 0.005, n
 
 
-@pytest.mark.parametrize("preset,family", [("llama-3.2-1b", "llama-3"), ("qwen2.5-0.5b", "chatml"),
-                                           ("mistral-7b", "mistral")])
+@pytest.mark.parametrize("preset,family", [("qwen2.5-0.5b", "chatml"),  # the others: slow (imports, seconds)
+                                           pytest.param("llama-3.2-1b", "llama-3", marks=pytest.mark.slow),
+                                           pytest.param("mistral-7b", "mistral", marks=pytest.mark.slow)])
 def test_tiny_random_model_loads_and_trains_with_the_kits_template(tmp_path, preset, family):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
