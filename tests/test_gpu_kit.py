@@ -112,8 +112,9 @@ def test_full_shapes_have_the_published_sizes(preset):
     assert abs(n / random_model.PUBLISHED_PARAMS[preset] - 1) < 0.005, n
 
 
-@pytest.mark.parametrize("preset,family", [("llama-3.2-1b", "llama-3"), ("qwen2.5-0.5b", "chatml"),
-                                           ("mistral-7b", "mistral")])
+@pytest.mark.parametrize("preset,family", [("qwen2.5-0.5b", "chatml"),  # the others: slow (imports, seconds)
+                                           pytest.param("llama-3.2-1b", "llama-3", marks=pytest.mark.slow),
+                                           pytest.param("mistral-7b", "mistral", marks=pytest.mark.slow)])
 def test_tiny_random_model_loads_and_trains_with_the_kits_template(tmp_path, preset, family):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -167,7 +168,7 @@ def test_driver_on_cpu_end_to_end(tmp_path):
     """drive.py --tiny --backends peft on CPU: train_lora.py on a tiny preset-shaped model, saves, mask, tiny GPT."""
     env = {**os.environ, "GRAFTKIT_GPU_WORK": str(tmp_path / "work"), "OMP_NUM_THREADS": "2"}
     p = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu" / "drive.py"), "--tiny", "--backends", "peft",
-                        "--presets", "qwen2.5-0.5b", "--steps", "2", "--seq", "256", "--batch", "2",
+                        "--presets", "qwen2.5-0.5b", "--layers", "2", "--steps", "2", "--seq", "256", "--batch", "2",
                         "--tiny-gpt-iters", "10", "--out", str(tmp_path / "out")], env=env, capture_output=True,
                        text=True, timeout=1800)
     assert p.returncode == 0, p.stderr[-2000:]
