@@ -15,9 +15,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from test_lora import write_data
 import pytest
 
+from test_lora import write_data
 from tiny_llama import make_tiny_llama
 
 pytestmark = pytest.mark.slow

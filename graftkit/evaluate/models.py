@@ -120,9 +120,9 @@ class HFChatModel:
         self.device = _model_device(model)
         self._cache_kw = _cache_kwarg(model)
         if not eot:  # the token a rendered assistant reply ends with, as the LoRA pipeline finds it
-            from ..lora.data import _probe_eot
+            from ..lora.data import probe_eot
 
-            eot = _probe_eot(tokenizer, self.template_kwargs, tokenizer.eos_token)
+            eot = probe_eot(tokenizer, self.template_kwargs, tokenizer.eos_token)
         self.eot = eot
         self.stop_ids = self._stop_ids()
         self.hit_limit = 0  # generated replies cut at max_new_tokens
