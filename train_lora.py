@@ -4,13 +4,15 @@
     python train_lora.py --config lora_config.yaml
     python train_lora.py --config lora_config.yaml base_model=llama-3.2-1b max_steps=30
     python train_lora.py --config lora_config.yaml --chat          # talk to the result
+    torchrun --nproc_per_node=2 train_lora.py --config lora_config.yaml   # DDP on 2 GPUs (PEFT backend)
 
 Reads training_data/sharegpt_train.jsonl / sharegpt_val.jsonl from prepare_training_data.py
 (ShareGPT or OpenAI `messages` JSONL; the person is the "gpt"/assistant side), or splits one file
 itself (data_file=training_data/sharegpt_format.jsonl; also done when the split files are missing),
-and trains only on the person's replies. Backend `auto` uses Unsloth (4-bit, fast) on an NVIDIA
-GPU when it is installed (pip install -r requirements-gpu.txt), otherwise transformers + PEFT
-(QLoRA on CUDA, fp32 on CPU). Writes output_dir/adapter (always), checkpoints, metrics.jsonl, loss_curve.png,
+and trains only on the person's replies, packing whole conversations into rows of max_seq_length
+tokens instead of padding them (packing: auto; no conversation attends to another). Backend `auto`
+uses Unsloth (4-bit, fast) on an NVIDIA GPU when it is installed (pip install -r
+requirements-gpu.txt), otherwise transformers + PEFT (QLoRA on CUDA, fp32 on CPU). Writes output_dir/adapter (always), checkpoints, metrics.jsonl, loss_curve.png,
 train_summary.json, and merged_16bit / GGUF exports when asked (save_formats). Re-running resumes
 from the newest checkpoint in output_dir (resume=false starts over).
 """

@@ -192,3 +192,20 @@ def test_hub_that_never_answers_times_out(monkeypatch, capsys, tmp_path):
     finally:
         server.close()
     assert "fetching someorg/never-answers from http://127.0.0.1" in capsys.readouterr().out
+
+
+def test_unsloth_with_several_processes_and_packing_rules(monkeypatch):
+    from types import SimpleNamespace
+
+    from graftkit.lora.backend import select_backend
+    from graftkit.lora.train import resolve_packing
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match="one GPU only.*backend: peft"):
+        select_backend("unsloth")
+    assert select_backend("auto") == "peft"
+    assert resolve_packing(SimpleNamespace(packing="auto"), "unsloth") is False
+    assert resolve_packing(SimpleNamespace(packing="auto"), "peft") is True
+    assert resolve_packing(SimpleNamespace(packing=False), "peft") is False
+    with pytest.raises(ConfigError, match="packing: true is not supported with backend unsloth"):
+        resolve_packing(SimpleNamespace(packing=True), "unsloth")

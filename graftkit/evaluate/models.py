@@ -142,14 +142,6 @@ def _output_cache(res: Any) -> Any:
     return cache if cache is not None else getattr(res, "past_key_values", None)
 
 
-def _probe_eot(tokenizer: Any, template_kwargs: dict, fallback: str) -> str:
-    """The LoRA pipeline's end-of-turn probe (public name if the LoRA package has one)."""
-    from ..lora import data as lora_data
-
-    probe = getattr(lora_data, "probe_eot", None) or getattr(lora_data, "_probe_eot")
-    return probe(tokenizer, template_kwargs, fallback)
-
-
 SENTINEL = "\u2063graftkit-turn\u2063"  # an invisible separator no real message contains
 
 
@@ -183,7 +175,9 @@ class HFChatModel:
         self.device = _model_device(model)
         self._cache_kw = _cache_kwarg(model)
         if not eot:  # the token a rendered assistant reply ends with, as the LoRA pipeline finds it
-            eot = _probe_eot(tokenizer, self.template_kwargs, tokenizer.eos_token)
+            from ..lora.data import probe_eot
+
+            eot = probe_eot(tokenizer, self.template_kwargs, tokenizer.eos_token)
         self.eot = eot
         self.stop_ids = self._stop_ids()
         self.hit_limit = 0  # generated replies cut at max_new_tokens

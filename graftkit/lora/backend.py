@@ -45,6 +45,13 @@ def select_backend(requested: str, gguf_file: str = "") -> str:
     if requested not in ("auto", "unsloth"):
         raise ConfigError(f"backend: must be auto, unsloth or peft, got {requested!r}")
     cuda, has_unsloth = cuda_available(), unsloth_installed()
+    if world_size() > 1:
+        if requested == "unsloth":
+            raise ConfigError(f"backend: unsloth with {world_size()} processes: graftkit runs Unsloth on one GPU only "
+                              "(its multi-GPU training is not verified here); use backend: peft (or auto) for DDP")
+        if cuda and has_unsloth:
+            notice(f"{world_size()} processes: using transformers + PEFT with DDP (Unsloth runs on one GPU here)")
+        return "peft"
     if requested == "unsloth":
         if not cuda:
             raise ConfigError("backend: unsloth needs an NVIDIA GPU with CUDA and torch sees none here; "
@@ -87,8 +94,23 @@ def tune_cpu_allocator() -> bool:
     return mallopt(m_mmap_threshold, 32 << 20) == 1 and mallopt(m_trim_threshold, 64 << 20) == 1
 
 
+def rank() -> int:
+    """This process's rank under torchrun / accelerate launch (0 when run alone)."""
+    return int(os.environ.get("RANK", "0") or 0)
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
+def say(*args: Any, **kwargs: Any) -> None:
+    """print(), on the first process only: N processes would print everything N times."""
+    if rank() == 0:
+        print(*args, **{**kwargs, "flush": True})
+
+
 def notice(msg: str) -> None:
-    print(f"notice: {msg}", file=sys.stderr, flush=True)
+    say(f"notice: {msg}", file=sys.stderr)
 
 
 @dataclass
@@ -129,7 +151,7 @@ def check_hub(model_id: str) -> None:
     from huggingface_hub import constants
 
     timeout = float(os.environ.get("GRAFTKIT_HUB_TIMEOUT", HUB_TIMEOUT_S))
-    print(f"fetching {model_id} from {constants.ENDPOINT} (cached in {constants.HF_HUB_CACHE}; "
+    say(f"fetching {model_id} from {constants.ENDPOINT} (cached in {constants.HF_HUB_CACHE}; "
           "HF_HUB_OFFLINE=1 uses the cache only)", flush=True)
     try:
         huggingface_hub.HfApi().model_info(model_id, timeout=timeout)

@@ -151,7 +151,7 @@ def _choose_template(tok: Any, cfg: Any) -> tuple[str, Family]:
     return text, detect_family(text)
 
 
-def _probe_eot(tok: Any, kwargs: dict, fallback: str) -> str:
+def probe_eot(tok: Any, kwargs: dict, fallback: str) -> str:
     """The token a rendered assistant reply ends with, found by rendering a probe conversation."""
     reply = "probe reply 42"
     try:
@@ -168,6 +168,8 @@ def _probe_eot(tok: Any, kwargs: dict, fallback: str) -> str:
         if t and rest.startswith(t):
             return t
     return fallback
+
+
 
 
 def ensure_pad_token(tok: Any, eot_token: str) -> str | None:
@@ -198,7 +200,7 @@ def setup_tokenizer(tok: Any, cfg: Any) -> TemplateInfo:
             added += missing
     kwargs = dict(family.template_kwargs)
     fallback = family.eot_token if family.eot_token in tok.get_vocab() else tok.eos_token
-    eot = _probe_eot(tok, kwargs, fallback)
+    eot = probe_eot(tok, kwargs, fallback)
     if eot is None or eot not in tok.get_vocab():
         raise ConfigError(f"cannot find the end-of-turn token of the chat template (tried {family.eot_token!r}); "
                           "set chat_template to chatml, llama-3 or mistral")

@@ -22,7 +22,7 @@ from typing import Any
 from ..errors import ConfigError, InputError, UserError
 from ..fileio import atomic_write_json, atomic_write_jsonl
 from ..plots import save_loss_curve
-from .backend import Loaded, load_for_training, notice, select_backend
+from .backend import Loaded, load_for_training, notice, say, select_backend
 from .data import (IGNORE, PackedCollator, check_response_part, encode_samples, load_splits, pack_rows,
                    trim_tail)
 from .export import GGUF_NEEDS, save_adapter, save_gguf, save_merged
@@ -209,6 +209,7 @@ def build_trainer(cfg: Any, loaded: Loaded, train_rows: list[dict], val_rows: li
         load_best_model_at_end=early, metric_for_best_model="eval_loss" if early else None,
         greater_is_better=False if early else None,
         bf16=bf16, fp16=cuda and not bf16, use_cpu=not cuda, dataloader_pin_memory=cuda,
+        ddp_find_unused_parameters=False,  # torchrun / accelerate launch: every LoRA weight is used in each step
         report_to="wandb" if cfg.wandb else "none", **extra,
     )
     GraftTrainer, MetricsCallback = _trainer_classes()
@@ -244,15 +245,15 @@ def run(cfg: Any) -> dict[str, Any]:
     loaded = load_for_training(cfg, backend)
     load_s = time.perf_counter() - t0
     trainable = sum(p.numel() for p in loaded.model.parameters() if p.requires_grad)
-    print(f"base model {loaded.model_id} on {backend} ({loaded.device}), loaded in {load_s:.1f}s; "
+    say(f"base model {loaded.model_id} on {backend} ({loaded.device}), loaded in {load_s:.1f}s; "
           f"{trainable:,} trainable LoRA parameters; end of turn {loaded.info.eot_token!r}", flush=True)
 
     tok, info = loaded.tokenizer, loaded.info
     train_rows, st_train = encode_samples(tok, train_s, info, cfg.max_seq_length, cfg.overlong, cfg.system_prompt)
     val_rows, st_val = encode_samples(tok, val_s, info, cfg.max_seq_length, cfg.overlong, cfg.system_prompt)
-    print(st_train.summary("train"), flush=True)
+    say(st_train.summary("train"), flush=True)
     if val_s:
-        print(st_val.summary("val"), flush=True)
+        say(st_val.summary("val"), flush=True)
     if not train_rows:
         raise InputError(f"no training samples left after templating and max_seq_length={cfg.max_seq_length} "
                          f"({st_train.first_error or 'all too long or without reply tokens'})", train_s[0].path)
@@ -263,15 +264,15 @@ def run(cfg: Any) -> dict[str, Any]:
         mean_len = sum(len(r["input_ids"]) for r in train_rows) / len(train_rows)
         train_rows, pst = pack_rows(train_rows, cfg.max_seq_length)
         train_batch = max(1, round(cfg.batch_size * mean_len / cfg.max_seq_length))
-        print(f"{pst.summary()}; {train_batch} row(s) per step", flush=True)
+        say(f"{pst.summary()}; {train_batch} row(s) per step", flush=True)
     msg = check_response_part(tok, train_s, info, cfg.system_prompt)
     if msg:
-        print(msg, flush=True)
+        say(msg, flush=True)
 
     out.mkdir(parents=True, exist_ok=True)
     trainer = build_trainer(cfg, loaded, train_rows, val_rows, out, resuming=bool(resume), train_batch=train_batch)
     if resume:
-        print(f"resuming from {resume}", flush=True)
+        say(f"resuming from {resume}", flush=True)
     stop = StopOnInterrupt()
     trainer.add_callback(stop.callback)
     try:
@@ -296,13 +297,21 @@ def run(cfg: Any) -> dict[str, Any]:
                      and trainer.state.global_step < trainer.state.max_steps)
     if stopped_early:
         best = trainer.state.best_model_checkpoint
-        print(f"early stopping: val loss did not improve by more than {cfg.early_stopping_threshold} for "
+        say(f"early stopping: val loss did not improve by more than {cfg.early_stopping_threshold} for "
               f"{cfg.early_stopping_patience} evaluations; stopped at step {trainer.state.global_step} of "
               f"{trainer.state.max_steps}" + (f"; restored the best checkpoint {Path(best).name}" if best else ""),
               flush=True)
     runtime = float(result.metrics.get("train_runtime", 0.0))
     step_times = next((c.step_times for c in trainer.callback_handler.callbacks if hasattr(c, "step_times")), [])
 
+    per_rank, computed = [trainer.label_tokens], trainer.input_tokens
+    if trainer.args.world_size > 1:  # torchrun / accelerate launch: count every rank's tokens, rank 0 saves
+        import torch
+
+        counts = trainer.accelerator.gather(torch.tensor([[trainer.label_tokens, trainer.input_tokens]]))
+        per_rank, computed = [int(x) for x in counts[:, 0].tolist()], int(counts[:, 1].sum())
+    if not trainer.is_world_process_zero():
+        return {"global_step": trainer.state.global_step, "rank": trainer.args.process_index}
     adapter_dir = save_adapter(cfg, loaded, trainer.model, out / "adapter")
     exports = {"adapter": str(adapter_dir)}
     if "merged_16bit" in cfg.save_formats:
@@ -333,8 +342,9 @@ def run(cfg: Any) -> dict[str, Any]:
         "best_eval_loss": min(evals) if evals else None,
         "best_checkpoint": trainer.state.best_model_checkpoint,
         "num_tokens": next((r["num_tokens"] for r in reversed(hist) if "num_tokens" in r), None),
-        "packing": packing, "label_tokens_this_run": trainer.label_tokens, "input_tokens_this_run": trainer.input_tokens,
-        "label_tokens_per_second": trainer.label_tokens / runtime if runtime else None,
+        "processes": trainer.args.world_size, "packing": packing, "label_tokens_this_run": sum(per_rank),
+        "label_tokens_per_rank": per_rank, "input_tokens_this_run": computed,
+        "label_tokens_per_second": sum(per_rank) / runtime if runtime else None,
         "peak_vram_gb": _peak_vram_gb(loaded.device),
         "data": {"train": vars(st_train), "val": vars(st_val)}, "exports": exports,
     }
@@ -342,7 +352,7 @@ def run(cfg: Any) -> dict[str, Any]:
     if export_error is not None:
         raise export_error
     best = f", best val loss {summary['best_eval_loss']:.4f}" if evals else ""
-    print(f"done: step {trainer.state.global_step}{best}; adapter in {adapter_dir}", flush=True)
+    say(f"done: step {trainer.state.global_step}{best}; adapter in {adapter_dir}", flush=True)
     return summary
 
 
