@@ -3,7 +3,10 @@
 
     python bench/bench_lora.py                    # SmolLM2-135M if cached/downloadable, else the tiny model
     python bench/bench_lora.py --model smollm2 --conversations 24 --batch 4 --max-length 1024 --repeats 2
-    python bench/bench_lora.py --model tiny --conversations 64 --repeats 4
+    python bench/bench_lora.py --model tiny --conversations 48 --val-conversations 8 --max-length 2048
+
+SmolLM2 at max length 1024 needs ~2 min per step on 2 shared CPU cores (one run is several steps);
+use a quiet machine or fewer conversations.
 
 CPU: the two scripts run interleaved in ABBA order (ours, plain, plain, ours, ...), each as
 `python <script>` in a fresh process, and each trains one epoch over the same conversations with
