@@ -125,7 +125,9 @@ def headline(results: dict, meta: dict) -> list[str]:
         out.append(f"- **Who wrote it:** among {ww['n']} real replies, each in its own conversation, 1 yours and "
                    f"{ww['n'] - 1} your partners', the model ({ref}) picks yours in {_ci_text(ww['headline'])} of "
                    f"cases; chance {_pct(ww['chance'])} ({', '.join(other)}). "
-                   f"{chance_verdict(ww['headline'], ww['chance']).capitalize()}.")
+                   f"{chance_verdict(ww['headline'], ww['chance']).capitalize()}. *Not yet validated:* on the "
+                   "persona-free control (bench/bench_fidelity.py) the tiny GPT also scores about 30% here, so "
+                   "read this number beside the speaker test, not alone.")
     gap = results.get("persona_gap")
     if gap:
         out.append(f"- **Persona gap:** training lowered the loss on your replies by {_num(gap['drop_person'])} "
