@@ -37,6 +37,7 @@ from .config import MODEL_KEYS, TinyGPTConfig
 from .data import EpochSampler, eval_batches, tokens_tensor
 from .generate import sample_texts
 from .model import ModelArgs, TinyGPT
+from .optim import build_optimizer, lr_at as lr_scale_at
 from .tokenizer import TinyTokenizer, ensure_tokenizer, read_text, tokenizer_from_json
 
 CKPT_FORMAT = "graftkit-tiny-gpt/1"
@@ -210,7 +211,8 @@ def lr_at(it: int, cfg: TinyGPTConfig, max_iters: int) -> float:
 
 def model_args_from(cfg: TinyGPTConfig, vocab_size: int) -> ModelArgs:
     return ModelArgs(vocab_size=vocab_size, block_size=cfg.block_size, n_layer=cfg.n_layer,
-                     n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=cfg.dropout, bias=cfg.bias)
+                     n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=cfg.dropout, bias=cfg.bias,
+                     zero_init_proj=cfg.zero_init_proj)
 
 
 def derive_max_iters(cfg: TinyGPTConfig, train_tokens: int, world_size: int) -> int:
@@ -277,7 +279,7 @@ class Trainer:
         self.max_iters = derive_max_iters(cfg, len(self.data.train), self.rt.world_size)
         self.model_args = model_args_from(cfg, self.tok.vocab_size)
         self.model = TinyGPT(self.model_args).to(self.rt.device)
-        self.optimizer = make_optimizer(self.model, cfg, self.rt.device_type)
+        self.optimizer = build_optimizer(self.model, cfg)
         self.scaler = torch.amp.GradScaler("cuda" if self.rt.device_type == "cuda" else "cpu",
                                            enabled=self.rt.dtype == torch.float16)
         self.progress = Progress()
@@ -376,8 +378,15 @@ class Trainer:
         if diffs:
             raise UserError(f"checkpoint was trained with {', '.join(diffs)}; use another out_dir or "
                             f"init_from=scratch to start over", last)
+        saved_opt = ckpt.get("config", {}).get("optimizer", "adamw")
+        if saved_opt != cfg.optimizer:
+            raise UserError(f"checkpoint was trained with optimizer={saved_opt} (config says {cfg.optimizer}); "
+                            f"set optimizer={saved_opt}, use another out_dir, or init_from=scratch", last)
         self.model.load_state_dict(ckpt["model"])
+        base_lrs = [g["base_lr"] for g in self.optimizer.param_groups]  # the config's peak rates win on resume
         self.optimizer.load_state_dict(ckpt["optimizer"])
+        for g, base in zip(self.optimizer.param_groups, base_lrs):
+            g["base_lr"] = base
         self.scaler.load_state_dict(ckpt["scaler"])
         self.sampler.load_state_dict(ckpt["sampler"])
         p = self.progress
@@ -476,9 +485,9 @@ class Trainer:
     # -- one optimiser step -------------------------------------------------
     def train_step(self, it: int) -> float:
         cfg, rt = self.cfg, self.rt
-        lr = lr_at(it, cfg, self.max_iters)
+        scale = lr_scale_at(it, self.max_iters, cfg)
         for g in self.optimizer.param_groups:
-            g["lr"] = lr
+            g["lr"] = g["base_lr"] * scale
         accum = cfg.gradient_accumulation_steps
         loss_sum = torch.zeros((), device=rt.device)
         for micro in range(accum):
@@ -530,7 +539,7 @@ class Trainer:
         per_epoch = self.sampler.tokens_per_epoch / self.tokens_per_iter
         how = "max_iters" if cfg.max_iters is not None else f"{cfg.epochs:g} epochs"
         self.log(f"{self.max_iters} iterations ({how}; {per_epoch:.1f} iterations/epoch) x "
-                 f"{self.tokens_per_iter:,} tokens | AdamW fused={fused} | MFU vs {self.peak_flops / 1e9:,.0f} "
+                 f"{self.tokens_per_iter:,} tokens | {cfg.optimizer} fused={fused} | MFU vs {self.peak_flops / 1e9:,.0f} "
                  f"GFLOP/s peak ({self.peak_how}; set peak_flops to change)")
         if self.resumed_from:
             self.log(f"resumed from {self.resumed_from} at iter {self.progress.iter} "
@@ -599,7 +608,7 @@ class Trainer:
                         t_log, iters_since_log = now, 0
                         tok_s = self.tokens_per_iter / dt
                         mfu = self.flops_per_token * tok_s / self.peak_flops
-                        lr = self.optimizer.param_groups[0]["lr"]
+                        lr = self.optimizer.param_groups[-1]["lr"]  # the AdamW rate (groups: [muon,] adamw...)
                         # nanoGPT-style line; what follows mfu is extra
                         self.log(f"iter {p.iter} | loss {lossf:.4f} | {dt * 1000:.1f} ms | {tok_s:.0f} tok/s | "
                                  f"mfu {100 * mfu:.0f}% | lr {lr:.2e} | epoch {self.sampler.epoch_progress:.2f}")
