@@ -154,7 +154,7 @@ def lr_at(it: int, total_iters: int, cfg) -> float:
     part makes fast progress at the peak rate and the final linear decay harvests it; unlike cosine,
     the rate stays high for most of the run (modded-nanogpt, MiniCPM).
     cosine: linear warmup then cosine decay to min_lr/learning_rate (nanoGPT's schedule).
-    decay_lr=false keeps the multiplier at 1 after warmup... and before it (constant rate)."""
+    decay_lr=false: constant 1 (no warmup either), as before."""
     if not cfg.decay_lr:
         return 1.0
     floor = cfg.min_lr / cfg.learning_rate
