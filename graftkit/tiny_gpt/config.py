@@ -42,8 +42,9 @@ class TinyGPTConfig:
         "muon", "muon: Muon on the blocks' 2-D weights + AdamW on embeddings and gains; adamw: AdamW on everything")
     muon_lr: float = _h(0.05, "peak Muon learning rate (0.02-0.1); only with optimizer=muon")
     muon_momentum: float = _h(0.95, "Muon's Nesterov momentum (0.9-0.95)")
-    learning_rate: float = _h(3e-3, "peak AdamW learning rate (3e-4 to 3e-3)")
-    min_lr: float = _h(3e-4, "learning rate at the end of the cosine decay (~learning_rate/10)")
+    learning_rate: float = _h(1e-2, "peak AdamW learning rate (muon: embeddings and gains only, 3e-3 to 2e-2; "
+                              "adamw: everything, 3e-4 to 3e-3)")
+    min_lr: float = _h(1e-3, "learning rate at the end of the decay (~learning_rate/10)")
     decay_lr: bool = _h(True, "linear warmup then cosine decay to min_lr; false keeps learning_rate constant")
     lr_schedule: Literal["wsd", "cosine"] = _h(
         "wsd", "wsd: warmup, flat, then linear cool-down to min_lr over the last cooldown_frac; cosine: nanoGPT's")
