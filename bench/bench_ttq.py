@@ -236,11 +236,11 @@ def main() -> int:
             for b in budgets:
                 o = run_ours(args, b, Path(tmp) / f"r{r}_ours{b:g}")
                 o["time_to_target_s"] = t = time_to(o["curve"], nano["bpc"])
-                o["ratio"] = nano["train_s"] / t if t else None
+                o["ratio"] = None if t is None else (nano["train_s"] / t if t > 0 else math.inf)
                 row["ours"].append(o)
                 print(f"round {r}: ours fitted to {b:g} s: {o['iters']} iters, {o['train_s']:.0f} s, "
                       f"{o['ms']:.0f} ms/iter -> {o['bpc']:.4f} bits/char; reaches nanoGPT's "
-                      + (f"{nano['bpc']:.4f} at {t:.0f} s ({o['ratio']:.2f}x)" if t else "target: no")
+                      + (f"{nano['bpc']:.4f} at {t:.0f} s ({o['ratio']:.2f}x)" if t is not None else "target: no")
                       + f" (load {os.getloadavg()[0]:.1f})", flush=True)
             rounds.append(row)
     summary = {"nanogpt_bpc": [r["nanogpt"]["bpc"] for r in rounds],
@@ -248,7 +248,7 @@ def main() -> int:
     for i, b in enumerate(budgets):
         summary[f"ours_{b:g}s_bpc"] = [r["ours"][i]["bpc"] for r in rounds]
         summary[f"ours_{b:g}s_ratio"] = [r["ours"][i]["ratio"] for r in rounds]
-    best = [max((o["ratio"] or 0) for o in r["ours"]) for r in rounds]
+    best = [max((o["ratio"] or 0.0) for o in r["ours"]) for r in rounds]  # 0: never reached
     summary["best_ratio"] = best
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "load_at_start": load0,
