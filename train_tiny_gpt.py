@@ -41,29 +41,20 @@ class TrainingDiverged(UserError):
     """The loss (or the weights) became NaN or infinite."""
 
 
-def make_optimizer(model, cfg: TinyGPTConfig, device_type: str):
-    """AdamW with weight decay on 2-D tensors (matmul weights, embeddings) only, not on biases and
-    LayerNorm gains; the fused kernel (one kernel for all tensors) where torch has it."""
-    import torch
+def make_optimizer(model, cfg: TinyGPTConfig):
+    """optimizer=muon (default): Muon on the blocks' 2-D weights, AdamW on embeddings and gains; optimizer=adamw:
+    AdamW on everything (decay on 2-D tensors only). Each param group carries `base_lr`, its peak rate."""
+    from graftkit.tiny_gpt.optim import build_optimizer
 
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
-              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-    kw = dict(lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2))
-    if device_type in ("cuda", "cpu"):
-        with contextlib.suppress(RuntimeError, TypeError, ValueError):
-            return torch.optim.AdamW(groups, fused=True, **kw)
-    return torch.optim.AdamW(groups, **kw)
+    return build_optimizer(model, cfg)
 
 
-def get_lr(it: int, cfg: TinyGPTConfig, max_iters: int) -> float:
-    """Linear warmup to learning_rate, then cosine decay to min_lr at max_iters (nanoGPT's schedule)."""
-    if not cfg.decay_lr:
-        return cfg.learning_rate
-    if it < cfg.warmup_iters:
-        return cfg.learning_rate * (it + 1) / (cfg.warmup_iters + 1)
-    ratio = min(1.0, (it - cfg.warmup_iters) / max(1, max_iters - cfg.warmup_iters))
-    return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (cfg.learning_rate - cfg.min_lr)
+def get_lr_scale(it: int, cfg: TinyGPTConfig, max_iters: int) -> float:
+    """The schedule's multiplier of every group's peak rate: linear warmup, then flat and a linear cool-down
+    to min_lr (lr_schedule=wsd) or nanoGPT's cosine decay (lr_schedule=cosine)."""
+    from graftkit.tiny_gpt.optim import lr_at
+
+    return lr_at(it, max_iters, cfg)
 
 
 def estimate_loss(model, data, cfg: TinyGPTConfig, rt) -> dict[str, float]:
@@ -132,9 +123,10 @@ def train(cfg: TinyGPTConfig, log: Callable[[str], None] = print, interrupt_at: 
 
         # ---------------------------------------------------------------- model and optimizer
         model_args = ModelArgs(vocab_size=tok.vocab_size, block_size=cfg.block_size, n_layer=cfg.n_layer,
-                               n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=cfg.dropout, bias=cfg.bias)
+                               n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=cfg.dropout, bias=cfg.bias,
+                               zero_init_proj=cfg.zero_init_proj)
         model = TinyGPT(model_args).to(rt.device)
-        optimizer = make_optimizer(model, cfg, rt.device_type)
+        optimizer = make_optimizer(model, cfg)
         scaler = torch.amp.GradScaler("cuda" if rt.device_type == "cuda" else "cpu", enabled=rt.dtype == torch.float16)
 
         # ---------------------------------------------------------------- checkpoints: save, or resume
@@ -175,7 +167,10 @@ def train(cfg: TinyGPTConfig, log: Callable[[str], None] = print, interrupt_at: 
             ckpt = load_checkpoint(last, map_location=rt.device)
             check_resumable(ckpt, cfg, tok, last)
             model.load_state_dict(ckpt["model"])
+            peak_lrs = [g["base_lr"] for g in optimizer.param_groups]
             optimizer.load_state_dict(ckpt["optimizer"])
+            for group, peak_lr in zip(optimizer.param_groups, peak_lrs):  # the config's peak rates win on resume
+                group["base_lr"] = peak_lr
             scaler.load_state_dict(ckpt["scaler"])
             sampler.load_state_dict(ckpt["sampler"])
             iter_num, best_iter, last_eval_iter = int(ckpt["iter"]), int(ckpt["best_iter"]), int(ckpt["last_eval_iter"])
@@ -224,7 +219,7 @@ def train(cfg: TinyGPTConfig, log: Callable[[str], None] = print, interrupt_at: 
         fused = any(g.get("fused") for g in optimizer.param_groups)
         how = "max_iters" if cfg.max_iters is not None else f"{cfg.epochs:g} epochs"
         say(f"{max_iters} iterations ({how}; {sampler.tokens_per_epoch / tokens_per_iter:.1f} iterations/epoch) x "
-            f"{tokens_per_iter:,} tokens | AdamW fused={fused} | MFU vs {peak / 1e9:,.0f} GFLOP/s peak ({peak_how}; "
+            f"{tokens_per_iter:,} tokens | {cfg.optimizer} fused={fused} | MFU vs {peak / 1e9:,.0f} GFLOP/s peak ({peak_how}; "
             f"set peak_flops to change)")
         if resumed:
             say(f"resumed from {last} at iter {iter_num} (epoch {sampler.epoch_progress:.2f})")
@@ -295,7 +290,7 @@ def train(cfg: TinyGPTConfig, log: Callable[[str], None] = print, interrupt_at: 
                                 say(f"--- sample {i + 1} (iter {iter_num}) ---\n{t}")
                             metric({"kind": "eval", "iter": iter_num, "train_loss": train_loss, "val_loss": val_loss,
                                     "val_ppl": ppl, "train_bpc": train_loss / math.log(2) / data.train_chars_per_token,
-                                    "val_bpc": bpc_val, "epoch": sampler.epoch_progress, "tokens": tokens_seen,
+                                    "val_bpc": bpc_val, "epoch": sampler.epoch_progress, "tokens": tokens_seen, "train_s": train_time,
                                     "samples": texts})
                             if improved:
                                 save("best.pt")
@@ -320,9 +315,10 @@ def train(cfg: TinyGPTConfig, log: Callable[[str], None] = print, interrupt_at: 
 
                     # one optimizer step: forward, backward (accumulated), clip, step, at this step's lr
                     t0 = time.perf_counter()
-                    lr = get_lr(iter_num, cfg, max_iters)
+                    lr_scale = get_lr_scale(iter_num, cfg, max_iters)
                     for group in optimizer.param_groups:
-                        group["lr"] = lr
+                        group["lr"] = group["base_lr"] * lr_scale
+                    lr = optimizer.param_groups[-1]["lr"]  # the AdamW rate, logged (groups: [muon,] adamw...)
                     accum = cfg.gradient_accumulation_steps
                     loss_sum = torch.zeros((), device=rt.device)
                     for micro in range(accum):

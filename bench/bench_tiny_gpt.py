@@ -128,7 +128,10 @@ def ours_cmd(args, tok_path: Path, n_embd: int, iters: int, out: Path, variant: 
                 gradient_accumulation_steps=1, max_iters=iters, eval_interval=iters, eval_iters=1, log_interval=1,
                 dropout=0.0, bias=False, warmup_iters=args.warmup, num_samples=0, patience=0, out_dir=str(out),
                 init_from="scratch", progress=False, device="cpu", dtype="auto",
-                compile=variant == "compile", **OPT)
+                compile=variant == "compile", **OPT,
+                # nanoGPT's recipe (AdamW, cosine, GPT-2 init): this bench compares throughput like for like;
+                # the default Muon/WSD recipe is measured by bench_ttq.py
+                optimizer="adamw", lr_schedule="cosine", zero_init_proj=False)
     return [sys.executable, str(ROOT / "train_tiny_gpt.py"), "--config", str(ROOT / "tiny_gpt_config.yaml")] + \
         [f"{k}={v}" for k, v in keys.items()]
 

@@ -110,16 +110,17 @@ def test_attention_is_causal():
 
 
 def test_optimizer_groups_and_lr_schedule(data_dir, tmp_path):
-    from train_tiny_gpt import get_lr, make_optimizer
+    from train_tiny_gpt import get_lr_scale, make_optimizer
 
-    cfg = tiny_cfg(data_dir, tmp_path, bias=True, warmup_iters=10, max_iters=100)
+    cfg = tiny_cfg(data_dir, tmp_path, bias=True, warmup_iters=10, max_iters=100, optimizer="adamw",
+                   lr_schedule="cosine")
     m = TinyGPT(ModelArgs(vocab_size=40, block_size=32, n_layer=2, n_head=2, n_embd=32, bias=True))
-    opt = make_optimizer(m, cfg, "cpu")
+    opt = make_optimizer(m, cfg)
     decay, no_decay = opt.param_groups
     assert decay["weight_decay"] == cfg.weight_decay and no_decay["weight_decay"] == 0.0
     assert all(p.dim() == 2 for p in decay["params"]) and all(p.dim() == 1 for p in no_decay["params"])
     assert len(decay["params"]) + len(no_decay["params"]) == len(list(m.parameters()))
-    lrs = [get_lr(i, cfg, 100) for i in range(101)]
+    lrs = [get_lr_scale(i, cfg, 100) * cfg.learning_rate for i in range(101)]
     assert lrs[0] < lrs[9] < lrs[10] == pytest.approx(cfg.learning_rate)
     assert lrs[100] == pytest.approx(cfg.min_lr) and all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
 
@@ -634,8 +635,8 @@ def test_nonfinite_weights_are_never_saved_on_ctrl_c(data_dir, tmp_path, monkeyp
     real_make = train_tiny_gpt.make_optimizer
     steps = {"n": 0}
 
-    def poisoning_optimizer(model, cfg, device_type):
-        opt = real_make(model, cfg, device_type)
+    def poisoning_optimizer(model, cfg):
+        opt = real_make(model, cfg)
         real_step = opt.step
 
         def step(*a, **kw):

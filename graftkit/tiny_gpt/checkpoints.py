@@ -46,6 +46,10 @@ def check_resumable(ckpt: dict[str, Any], cfg: TinyGPTConfig, tok: TinyTokenizer
     if diffs:
         raise UserError(f"checkpoint was trained with {', '.join(diffs)}; use another out_dir or "
                         f"init_from=scratch to start over", path)
+    saved_opt = ckpt.get("config", {}).get("optimizer", "adamw")  # checkpoints before Muon were AdamW
+    if saved_opt != cfg.optimizer:
+        raise UserError(f"checkpoint was trained with optimizer={saved_opt} (config says {cfg.optimizer}); "
+                        f"set optimizer={saved_opt}, use another out_dir, or init_from=scratch", path)
 
 
 def find_checkpoint(cfg: TinyGPTConfig, explicit: str | None = None) -> Path:

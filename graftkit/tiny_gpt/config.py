@@ -37,10 +37,21 @@ class TinyGPTConfig:
     dropout: float = _h(0.0, "dropout probability (0.0-0.2); > 0 helps only when val loss rises while train loss falls, "
                         "and on CPU it about halves the speed", range=(0.0, 1.0))
     bias: bool = _h(False, "biases in Linear and LayerNorm layers like GPT-2 (false is a bit faster)")
+    zero_init_proj: bool = _h(True, "start each block's output projections at zero: every block begins as the "
+                              "identity (lower loss at equal steps, free)")
     # --- optimiser and schedule ---
-    learning_rate: float = _h(3e-3, "peak AdamW learning rate (3e-4 to 3e-3)")
-    min_lr: float = _h(3e-4, "learning rate at the end of the cosine decay (~learning_rate/10)")
+    optimizer: Literal["muon", "adamw"] = _h(
+        "muon", "muon: Muon on the blocks' 2-D weights + AdamW on embeddings and gains; adamw: AdamW on everything")
+    muon_lr: float = _h(0.05, "peak Muon learning rate (0.02-0.1); only with optimizer=muon", range=(0.0, None))
+    muon_momentum: float = _h(0.95, "Muon's Nesterov momentum (0.9-0.95)", range=(0.0, 1.0))
+    learning_rate: float = _h(1e-2, "peak AdamW learning rate (muon: embeddings and gains only, 3e-3 to 2e-2; "
+                              "adamw: everything, 3e-4 to 3e-3)")
+    min_lr: float = _h(1e-3, "learning rate at the end of the decay (~learning_rate/10)")
     decay_lr: bool = _h(True, "linear warmup then cosine decay to min_lr; false keeps learning_rate constant")
+    lr_schedule: Literal["wsd", "cosine"] = _h(
+        "wsd", "wsd: warmup, flat, then linear cool-down to min_lr over the last cooldown_frac; cosine: nanoGPT's")
+    cooldown_frac: float = _h(0.4, "wsd: fraction of the run spent cooling down linearly to min_lr (0.2-0.6)",
+                              range=(0.0, 1.0))
     weight_decay: float = _h(0.1, "AdamW weight decay on 2-D weights only (0.0-0.2)", range=(0.0, 1.0))
     beta1: float = _h(0.9, "AdamW beta1 (0.9)", range=(0.0, 1.0))
     beta2: float = _h(0.99, "AdamW beta2 (0.95-0.999)", range=(0.0, 1.0))
@@ -125,6 +136,9 @@ class TinyGPTConfig:
              f"device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
         need(self.backend in ("auto", "nccl", "gloo"), f"backend must be auto, nccl or gloo, got {self.backend!r}")
         need(bool(self.out_dir), "out_dir must not be empty")
+        need(self.muon_lr > 0, f"muon_lr must be > 0, got {self.muon_lr}")
+        need(0 <= self.muon_momentum < 1, f"muon_momentum must be in [0, 1), got {self.muon_momentum}")
+        need(0 < self.cooldown_frac <= 1, f"cooldown_frac must be in (0, 1], got {self.cooldown_frac}")
 
     def check_data_files(self, need_val: bool = True) -> None:
         """Missing data is the most common first-run mistake: say which file and how to make it. Also refuse,
