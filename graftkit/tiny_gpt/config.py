@@ -42,7 +42,7 @@ class TinyGPTConfig:
     # --- optimiser and schedule ---
     optimizer: Literal["muon", "adamw"] = _h(
         "muon", "muon: Muon on the blocks' 2-D weights + AdamW on embeddings and gains; adamw: AdamW on everything")
-    muon_lr: float = _h(0.05, "peak Muon learning rate (0.02-0.1); only with optimizer=muon", range=(0.0, None))
+    muon_lr: float = _h(0.02, "peak Muon learning rate (0.01-0.05); only with optimizer=muon", range=(0.0, None))
     muon_momentum: float = _h(0.95, "Muon's Nesterov momentum (0.9-0.95)", range=(0.0, 1.0))
     learning_rate: float = _h(1e-2, "peak AdamW learning rate (muon: embeddings and gains only, 3e-3 to 2e-2; "
                               "adamw: everything, 3e-4 to 3e-3)")
