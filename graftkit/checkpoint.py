@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import UserError
+from .errors import UserError, first_line
 from .fileio import atomic_path
 
 
@@ -36,8 +36,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated file, foreign pickle, ...
-        first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
-        raise UserError(f"cannot load checkpoint ({first[:200]})", path) from None
+        raise UserError(f"cannot load checkpoint ({first_line(e)})", path) from None
     if not isinstance(ckpt, dict):
         raise UserError("not a checkpoint written by this kit (expected a dict)", path)
     return ckpt

@@ -28,7 +28,7 @@ from typing import Any, Sequence, TypeVar
 
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, first_line
 
 T = TypeVar("T")
 
@@ -53,7 +53,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             line = mark.line + 1 if mark is not None else None
-            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            problem = getattr(e, "problem", None) or first_line(e)
             raise ConfigError(f"invalid YAML: {problem}", path, line) from None
     if not isinstance(data, dict):
         raise ConfigError("config must be a mapping of key: value", path)

@@ -35,6 +35,13 @@ class UserError(Exception):
         return where + self.message
 
 
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first non-empty line of an exception's message (its type name when it has none), cut to `limit`
+    characters: what a library error contributes to our one-line messages."""
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:limit]
+
+
 class InputError(UserError):
     """A chat export or data file that cannot be read as what it claims to be."""
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError, InputError, first_line
 from ..fileio import read_jsonl
 from ..samples import Conversation, parse_record
 from .presets import FAMILIES, NAMED_TEMPLATES, Family, detect_family, get_preset
@@ -226,7 +226,7 @@ def render(tok: Any, messages: Conversation, info: TemplateInfo, add_generation_
         return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt,
                                        **info.template_kwargs)
     except Exception as e:  # jinja raise_exception(), e.g. roles that must alternate
-        raise EncodeError(f"chat template error: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        raise EncodeError(f"chat template error: {first_line(e)}") from None
 
 
 def assistant_spans(tok: Any, messages: Conversation, info: TemplateInfo) -> tuple[str, list[tuple[int, int]]]:

@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
+from ..errors import UserError, first_line
 from ..fileio import atomic_write_json
 from . import ollama
 
@@ -149,7 +149,7 @@ def save_gguf(cfg: Any, loaded: Any, model: Any, out_dir: Path) -> Path | None:
         try:
             model.save_pretrained_gguf(str(out_dir), loaded.tokenizer, quantization_method=methods)
         except Exception as e:  # llama.cpp fetch/build failures: the adapter is already saved, say what is needed
-            raise UserError(f"GGUF export failed ({str(e).splitlines()[0] if str(e) else type(e).__name__}); the "
+            raise UserError(f"GGUF export failed ({first_line(e)}); the "
                             "adapter is saved. GGUF needs llama.cpp: network access to GitHub, or set llama_cpp_dir "
                             f"(get it with: {ollama.GET_CONVERTER})") from None
         ggufs = sorted(out_dir.glob("*.gguf"))

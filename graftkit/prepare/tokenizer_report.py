@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..corpus import render_session
-from ..errors import UserError
+from ..errors import UserError, first_line
 from .shaping import Sample
 
 
@@ -56,7 +56,7 @@ def _hf(path: Path) -> TokenCounter:
         from transformers import AutoTokenizer
         tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     except Exception as e:  # noqa: BLE001 - any failure to load is the user's folder, say why
-        raise UserError(f"cannot load a Hugging Face tokenizer from this folder: {str(e).splitlines()[0][:200]}",
+        raise UserError(f"cannot load a Hugging Face tokenizer from this folder: {first_line(e)}",
                         path) from None
 
     def encode(texts: list[str], special: bool) -> list[int]:
@@ -74,7 +74,7 @@ def _tokenizers_file(path: Path) -> TokenCounter:
         from tokenizers import Tokenizer
         tok = Tokenizer.from_file(str(path))
     except Exception as e:  # noqa: BLE001
-        raise UserError(f"not a `tokenizers` tokenizer.json: {str(e).splitlines()[0][:200]}", path) from None
+        raise UserError(f"not a `tokenizers` tokenizer.json: {first_line(e)}", path) from None
 
     def encode(texts: list[str]) -> list[int]:
         return [len(e.ids) for e in tok.encode_batch(texts, add_special_tokens=False)]

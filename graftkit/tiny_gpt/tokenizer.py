@@ -25,7 +25,7 @@ from typing import Iterable, Sequence
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from ..corpus import END, ME, SPECIAL_TOKENS, THEM
-from ..errors import ConfigError, UserError
+from ..errors import ConfigError, UserError, first_line
 from ..fileio import atomic_path
 
 UNK = "<unk>"
@@ -229,7 +229,7 @@ def load_tokenizer(path: str | Path) -> TinyTokenizer:
         text = data.decode("utf-8")
         tok = Tokenizer.from_str(text)
     except Exception as e:
-        raise UserError(f"not a tokenizer.json ({str(e).splitlines()[0][:200]})", path) from None
+        raise UserError(f"not a tokenizer.json ({first_line(e)})", path) from None
     return TinyTokenizer(tok, str(path), hashlib.sha256(data).hexdigest(), text)
 
 
