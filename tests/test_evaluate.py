@@ -346,7 +346,8 @@ def test_end_to_end_lora_on_tiny_llama(tiny_llama_dir, tmp_path, capsys):
                 p.normal_(0, 0.5)
     save_adapter(cfg, loaded, loaded.model, tmp_path / "run" / "adapter")
 
-    argv = ["--config", "lora_config.yaml", *overrides, "--max-samples", "3", "--max-new-tokens", "6", "--quiet"]
+    argv = ["--config", "lora_config.yaml", *overrides, "--max-samples", "3", "--max-new-tokens", "6", "--quiet",
+            "--bootstrap", "50"]
     assert evaluate_persona.main(argv) == 0
     out = capsys.readouterr().out
     assert "speaker test AUC" in out and "who wrote it" in out and "reply perplexity (not about you): base" in out
@@ -391,7 +392,7 @@ def test_end_to_end_tiny_gpt_is_deterministic(tmp_path, capsys):
     outs = []
     for name in ("a", "b"):
         argv = ["--config", str(cfg_file), "--max-samples", "3", "--max-new-tokens", "8", "--out",
-                str(tmp_path / name), "--quiet"]
+                str(tmp_path / name), "--quiet", "--bootstrap", "50"]
         assert evaluate_persona.main(argv) == 0
         outs.append(_check_outputs(tmp_path / name, "tiny_gpt"))
     capsys.readouterr()
