@@ -38,8 +38,8 @@ from graftkit.lora.data import (PackedCollator, check_response_part, encode_samp
                                 trim_tail)
 from graftkit.lora.export import GGUF_NEEDS, save_adapter, save_gguf, save_merged
 from graftkit.lora.presets import resolve_model_id
-from graftkit.lora.train import (StopOnInterrupt, check_output_dir, count_tokens, pack_for_steps, resolve_packing,
-                                 resolve_resume, resume_error, step_of, summarize, trainer_classes,
+from graftkit.lora.train import (StopOnInterrupt, check_output_dir, count_tokens, pack_for_steps, pick_optim,
+                                 resolve_packing, resolve_resume, resume_error, step_of, summarize, trainer_classes,
                                  uses_flash_attention)
 
 # transformers, trl, peft, datasets and torch are imported inside the functions below, after the backend is
@@ -159,10 +159,6 @@ def build_trainer(cfg: LoraTrainConfig, loaded: Loaded, train_rows: list[dict], 
     cuda = loaded.device == "cuda"
     has_val = bool(val_rows)
     early = has_val and cfg.early_stopping_patience > 0
-    optim = cfg.optim
-    if optim == "auto":
-        optim = ("adamw_8bit" if cuda and cfg.load_in_4bit and importlib.util.find_spec("bitsandbytes")
-                 else "adamw_torch")
     bf16 = cuda and torch.cuda.is_bf16_supported()
     extra: dict[str, Any] = {}
     if loaded.backend == "peft":
@@ -181,7 +177,7 @@ def build_trainer(cfg: LoraTrainConfig, loaded: Loaded, train_rows: list[dict], 
         per_device_train_batch_size=train_batch or cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler, warmup_steps=warmup,
-        weight_decay=cfg.weight_decay, optim=optim, seed=cfg.seed, data_seed=cfg.seed,
+        weight_decay=cfg.weight_decay, optim=pick_optim(cfg, cuda), seed=cfg.seed, data_seed=cfg.seed,
         logging_steps=cfg.logging_steps, logging_first_step=True,
         eval_strategy="steps" if has_val else "no", eval_steps=cfg.eval_steps if has_val else None,
         eval_on_start=has_val and cfg.eval_on_start and not resuming,

@@ -8,6 +8,7 @@ module level: on the Unsloth branch `import unsloth` must come first.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import math
 import os
@@ -58,6 +59,13 @@ def resolve_packing(cfg: Any, backend: str) -> bool:
         raise ConfigError("packing: true is not supported with backend unsloth (its attention kernels were not "
                           "checked with packed position ids); use packing: auto or false, or backend: peft")
     return bool(cfg.packing)
+
+
+def pick_optim(cfg: Any, cuda: bool) -> str:
+    """`optim: auto`: bitsandbytes' 8-bit AdamW next to a 4-bit model on CUDA (less memory), torch's AdamW otherwise."""
+    if cfg.optim != "auto":
+        return cfg.optim
+    return "adamw_8bit" if cuda and cfg.load_in_4bit and importlib.util.find_spec("bitsandbytes") else "adamw_torch"
 
 
 def uses_flash_attention(model: Any) -> bool:
