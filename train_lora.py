@@ -20,12 +20,30 @@ from the newest checkpoint in output_dir (resume=false starts over).
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import os
+import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 from graftkit.config import add_config_args, config_help, load_config
-from graftkit.errors import ConfigError, cli_main, run_script
+from graftkit.errors import ConfigError, InputError, UserError, cli_main, run_script
+from graftkit.fileio import atomic_write_json
+from graftkit.lora.backend import (Loaded, check_hub, check_target_modules, cuda_available, hub_error, load_base,
+                                   lora_kwargs, notice, resize_for_tokenizer, say, select_backend,
+                                   set_generation_ids, tune_cpu_allocator)
 from graftkit.lora.config import LoraTrainConfig
+from graftkit.lora.data import (PackedCollator, check_response_part, encode_samples, load_splits, setup_tokenizer,
+                                trim_tail)
+from graftkit.lora.export import GGUF_NEEDS, save_adapter, save_gguf, save_merged
+from graftkit.lora.presets import resolve_model_id
+from graftkit.lora.train import (StopOnInterrupt, check_output_dir, count_tokens, pack_for_steps, pick_optim,
+                                 resolve_packing, resolve_resume, resume_error, step_of, summarize, trainer_classes,
+                                 uses_flash_attention)
+
+# transformers, trl, peft, datasets and torch are imported inside the functions below, after the backend is
+# chosen: on the Unsloth branch `import unsloth` must run first (it patches them), and --help stays instant.
 
 # Names people bring from TRL / transformers / other trainers, for "unknown key" errors.
 KEY_ALIASES = {
@@ -62,6 +80,235 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+
+# ----------------------------------------------------------------------------------------------------------
+# 1. the model + LoRA adapter: Unsloth's FastLanguageModel on an NVIDIA GPU, transformers + PEFT elsewhere
+
+
+def load_unsloth(cfg: LoraTrainConfig) -> Loaded:
+    """FastLanguageModel 4-bit (pre-quantized repo) + Unsloth's LoRA with its gradient checkpointing."""
+    import unsloth  # noqa: F401  -- must be imported before transformers, trl and peft
+    from unsloth import FastLanguageModel
+
+    model_id = resolve_model_id(cfg.base_model, "unsloth", cfg.load_in_4bit)
+    check_hub(model_id)
+    try:
+        model, tok = FastLanguageModel.from_pretrained(model_name=model_id, max_seq_length=cfg.max_seq_length,
+                                                       dtype=None, load_in_4bit=cfg.load_in_4bit,
+                                                       random_state=cfg.seed)
+    except (OSError, ValueError) as e:
+        raise hub_error(model_id, e) from None
+    info = setup_tokenizer(tok, cfg)  # the chat template, its end-of-turn token and the pad token
+    resize_for_tokenizer(model, tok)
+    set_generation_ids(model, tok, info)
+    check_target_modules(model, cfg.target_modules)
+    model = FastLanguageModel.get_peft_model(
+        model, **lora_kwargs(cfg), random_state=cfg.seed, max_seq_length=cfg.max_seq_length,
+        use_gradient_checkpointing="unsloth" if cfg.gradient_checkpointing else False)
+    return Loaded(model, tok, info, "unsloth", model_id, "cuda")
+
+
+def load_peft(cfg: LoraTrainConfig) -> Loaded:
+    """transformers + PEFT: QLoRA (bitsandbytes NF4) on CUDA, full precision fp32 on CPU."""
+    cuda = cuda_available()
+    model_id = resolve_model_id(cfg.base_model, "peft", cfg.load_in_4bit)
+    if not cuda:
+        notice("no CUDA GPU: training with transformers + PEFT in full precision (fp32) on CPU"
+               + ("; load_in_4bit is ignored" if cfg.load_in_4bit else ""))
+        tune_cpu_allocator()
+    quantize = cuda and cfg.load_in_4bit and not cfg.gguf_file
+    if cuda and cfg.load_in_4bit and cfg.gguf_file:
+        notice("gguf_file: the GGUF weights are dequantized to 16 bit; load_in_4bit is ignored")
+    # AutoTokenizer + AutoModelForCausalLM.from_pretrained (NF4 on CUDA when quantize, a gguf_file dequantized)
+    model, tok = load_base(cfg, model_id, cuda, quantize=quantize)
+    info = setup_tokenizer(tok, cfg)  # the chat template, its end-of-turn token and the pad token
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import set_seed
+
+    set_seed(cfg.seed)  # new embedding rows and LoRA A are random: same seed, same adapter (the Trainer seeds later)
+    resize_for_tokenizer(model, tok)
+    set_generation_ids(model, tok, info)
+    if quantize:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
+    extra: dict[str, Any] = {}
+    new_ids = [tok.convert_tokens_to_ids(t) for t in info.added_tokens if t != tok.pad_token]
+    if new_ids:  # template tokens added to the vocabulary must be learnable
+        extra["trainable_token_indices"] = {"embed_tokens": new_ids}
+    peft_cfg = LoraConfig(task_type="CAUSAL_LM", **lora_kwargs(cfg), **extra)
+    check_target_modules(model, cfg.target_modules)
+    model = get_peft_model(model, peft_cfg)
+    return Loaded(model, tok, info, "peft", model_id, "cuda" if cuda else "cpu")
+
+
+def load_for_training(cfg: LoraTrainConfig, backend: str) -> Loaded:
+    return load_unsloth(cfg) if backend == "unsloth" else load_peft(cfg)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# 2. TRL's SFTTrainer and its SFTConfig
+
+
+def build_trainer(cfg: LoraTrainConfig, loaded: Loaded, train_rows: list[dict], val_rows: list[dict], out: Path,
+                  resuming: bool = False, train_batch: int | None = None) -> Any:
+    """SFTTrainer on rows already templated, masked and packed; `train_batch` packed rows per step."""
+    import torch
+    from datasets import Dataset
+    from transformers import EarlyStoppingCallback
+    from trl import SFTConfig
+
+    cuda = loaded.device == "cuda"
+    has_val = bool(val_rows)
+    early = has_val and cfg.early_stopping_patience > 0
+    bf16 = cuda and torch.cuda.is_bf16_supported()
+    extra: dict[str, Any] = {}
+    if loaded.backend == "peft":
+        extra["gradient_checkpointing"] = cfg.gradient_checkpointing
+        if cfg.gradient_checkpointing:
+            extra["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
+    else:  # Unsloth's get_peft_model already set its own ("unsloth") checkpointing up; TRL must not redo it
+        extra["gradient_checkpointing"] = False
+    if cfg.wandb:
+        os.environ.setdefault("WANDB_PROJECT", cfg.wandb_project)
+    warmup = cfg.warmup_steps if cfg.warmup_steps < 1 else int(cfg.warmup_steps)
+    args = SFTConfig(
+        output_dir=str(out), max_length=cfg.max_seq_length, packing=False,  # packed (or not) by pack_for_steps
+        dataset_kwargs={"skip_prepare_dataset": True},  # rows are tokenized, labels masked to the replies already
+        num_train_epochs=cfg.epochs, max_steps=cfg.max_steps or -1,
+        per_device_train_batch_size=train_batch or cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler, warmup_steps=warmup,
+        weight_decay=cfg.weight_decay, optim=pick_optim(cfg, cuda), seed=cfg.seed, data_seed=cfg.seed,
+        logging_steps=cfg.logging_steps, logging_first_step=True,
+        eval_strategy="steps" if has_val else "no", eval_steps=cfg.eval_steps if has_val else None,
+        eval_on_start=has_val and cfg.eval_on_start and not resuming,
+        save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=cfg.save_total_limit or None,
+        load_best_model_at_end=early, metric_for_best_model="eval_loss" if early else None,
+        greater_is_better=False if early else None,
+        bf16=bf16, fp16=cuda and not bf16, use_cpu=not cuda, dataloader_pin_memory=cuda,
+        ddp_find_unused_parameters=False,  # torchrun / accelerate launch: every LoRA weight is used in each step
+        report_to="wandb" if cfg.wandb else "none", **extra,
+    )
+    GraftTrainer, MetricsCallback = trainer_classes()  # SFTTrainer + token counts / perplexity; metrics.jsonl + PNG
+    callbacks = [MetricsCallback(out)]
+    if early:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience,
+                                               early_stopping_threshold=cfg.early_stopping_threshold))
+    return GraftTrainer(
+        model=loaded.model, args=args, processing_class=loaded.tokenizer,
+        data_collator=PackedCollator(loaded.tokenizer.pad_token_id, flatten=uses_flash_attention(loaded.model),
+                                     pad_to_multiple_of=8 if cuda else None),
+        train_dataset=Dataset.from_list(train_rows),
+        eval_dataset=Dataset.from_list(val_rows) if has_val else None, callbacks=callbacks,
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# 3. the run: data -> model -> templated rows -> SFTTrainer.train() -> adapter / merged / GGUF
+
+
+def run(cfg: LoraTrainConfig) -> dict[str, Any]:
+    """Train per `cfg`; returns the summary also written to train_summary.json."""
+    # the data and the settings first: a bad file or key fails in a second, before any model download
+    out = Path(cfg.output_dir)
+    train_s, val_s = load_splits(cfg)
+    backend = select_backend(cfg.backend, cfg.gguf_file)
+    if cfg.gguf_methods and backend != "unsloth":
+        notice(GGUF_NEEDS)  # said before training, so nobody waits an hour to learn it
+    if cfg.wandb and importlib.util.find_spec("wandb") is None:
+        raise ConfigError("wandb: true needs the wandb package (pip install wandb, then wandb login)")
+    check_output_dir(out)
+    resume = resolve_resume(cfg, out)
+    packing = resolve_packing(cfg, backend)
+    if not val_s and cfg.early_stopping_patience:
+        notice("no validation data: evaluation and early stopping are off")
+
+    # the base model with its chat template, and the LoRA adapter on it
+    t0 = time.perf_counter()
+    loaded = load_for_training(cfg, backend)
+    load_s = time.perf_counter() - t0
+    trainable = sum(p.numel() for p in loaded.model.parameters() if p.requires_grad)
+    say(f"base model {loaded.model_id} on {backend} ({loaded.device}), loaded in {load_s:.1f}s; "
+        f"{trainable:,} trainable LoRA parameters; end of turn {loaded.info.eot_token!r}")
+
+    # responses only: conversations through the chat template, labels on the person's replies only
+    tok, info = loaded.tokenizer, loaded.info
+    train_rows, st_train = encode_samples(tok, train_s, info, cfg.max_seq_length, cfg.overlong, cfg.system_prompt)
+    val_rows, st_val = encode_samples(tok, val_s, info, cfg.max_seq_length, cfg.overlong, cfg.system_prompt)
+    say(st_train.summary("train"))
+    if val_s:
+        say(st_val.summary("val"))
+    if not train_rows:
+        raise InputError(f"no training samples left after templating and max_seq_length={cfg.max_seq_length} "
+                         f"({st_train.first_error or 'all too long or without reply tokens'})", train_s[0].path)
+    trim_tail(train_rows)  # tokens after the last reply train nothing
+    trim_tail(val_rows)
+    train_batch = None
+    if packing:  # whole conversations per row, about as many tokens per step as batch_size padded samples
+        train_rows, train_batch, msg = pack_for_steps(train_rows, cfg)
+        say(msg)
+    msg = check_response_part(tok, train_s, info, cfg.system_prompt)
+    if msg:
+        say(msg)
+
+    # train (resuming from the newest checkpoint); Ctrl-C saves a checkpoint after the current step
+    out.mkdir(parents=True, exist_ok=True)
+    trainer = build_trainer(cfg, loaded, train_rows, val_rows, out, resuming=bool(resume), train_batch=train_batch)
+    if resume:
+        say(f"resuming from {resume}")
+    stop = StopOnInterrupt()
+    trainer.add_callback(stop.callback)
+    try:
+        with stop.catching_sigint():
+            result = trainer.train(resume_from_checkpoint=resume)
+    except (RuntimeError, ValueError, KeyError) as e:
+        if not resume or trainer.state.global_step > step_of(resume):
+            raise
+        raise resume_error(e, resume) from None
+    if stop.requested:  # the Trainer saved a checkpoint at the end of the step it was in
+        notice(f"interrupted: saved checkpoint-{trainer.state.global_step} in {out}; run the same command again to "
+               "resume")
+        raise KeyboardInterrupt
+    steps_run = trainer.state.global_step - step_of(resume)
+    if resume and steps_run == 0:
+        notice(f"{Path(resume).name} had already reached the end of training (step {trainer.state.global_step}): "
+               "nothing new was trained; raise max_steps or epochs to continue, or pass resume=false to start over")
+    stopped_early = (bool(val_rows) and cfg.early_stopping_patience > 0
+                     and trainer.state.global_step < trainer.state.max_steps)
+    if stopped_early:
+        best = trainer.state.best_model_checkpoint
+        say(f"early stopping: val loss did not improve by more than {cfg.early_stopping_threshold} for "
+            f"{cfg.early_stopping_patience} evaluations; stopped at step {trainer.state.global_step} of "
+            f"{trainer.state.max_steps}" + (f"; restored the best checkpoint {Path(best).name}" if best else ""))
+    tokens = count_tokens(trainer)  # every rank takes part in the gather
+    if not trainer.is_world_process_zero():  # torchrun / accelerate launch: rank 0 saves
+        return {"global_step": trainer.state.global_step, "rank": trainer.args.process_index}
+
+    # save: the adapter always, a merged 16-bit model and GGUF files when save_formats asks
+    adapter_dir = save_adapter(cfg, loaded, trainer.model, out / "adapter")
+    exports = {"adapter": str(adapter_dir)}
+    if "merged_16bit" in cfg.save_formats:
+        exports["merged_16bit"] = str(save_merged(cfg, loaded, trainer.model, adapter_dir, out / "merged_16bit"))
+    export_error: UserError | None = None
+    if cfg.gguf_methods:
+        try:
+            gguf = save_gguf(cfg, loaded, trainer.model, out / "gguf")
+        except UserError as e:  # the adapter (and merged model) are saved; the summary is still written below
+            export_error, gguf = e, None
+            exports["gguf_error"] = e.message
+        if gguf:
+            exports["gguf"] = str(gguf)
+        elif export_error is None:
+            exports["gguf_skipped"] = "needs llama.cpp's converter (llama_cpp_dir) or Unsloth on an NVIDIA GPU"
+    summary = summarize(trainer, result, loaded, load_s, steps_run, stopped_early, packing, tokens,
+                        {"train": vars(st_train), "val": vars(st_val)}, exports)
+    atomic_write_json(out / "train_summary.json", summary)
+    if export_error is not None:
+        raise export_error
+    best = f", best val loss {summary['best_eval_loss']:.4f}" if summary["best_eval_loss"] is not None else ""
+    say(f"done: step {trainer.state.global_step}{best}; adapter in {adapter_dir}")
+    return summary
+
+
 @cli_main
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
@@ -72,8 +319,6 @@ def main(argv: list[str] | None = None) -> int:
         from graftkit.lora.chat import chat_loop
 
         return chat_loop(cfg, args.model_dir or Path(cfg.output_dir) / "adapter")
-    from graftkit.lora.train import run
-
     run(cfg)
     return 0
 

@@ -329,7 +329,7 @@ def test_end_to_end_lora_on_tiny_llama(tiny_llama_dir, tmp_path, capsys):
 
     import evaluate_persona
     from graftkit.config import load_config
-    from graftkit.lora.backend import load_peft
+    from train_lora import load_peft
     from graftkit.lora.config import LoraTrainConfig
     from graftkit.lora.export import save_adapter
 

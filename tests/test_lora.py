@@ -47,7 +47,7 @@ def env(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(env):
-    from graftkit.lora.train import run
+    from train_lora import run
 
     out = env["base"] / "out"
     cfg = tiny_cfg(env["tiny"], env["data"], out, "save_formats=[lora,merged_16bit,gguf_q4_k_m]",
@@ -97,7 +97,7 @@ def test_merged_folder_is_a_plain_transformers_model(trained):
 def test_adapter_reload_and_merge_give_the_same_logits(env, tmp_path):
     import torch
 
-    from graftkit.lora.backend import load_peft
+    from train_lora import load_peft
     from graftkit.lora.chat import load_chat_model
     from graftkit.lora.export import merge_adapter, save_adapter
 
@@ -137,7 +137,8 @@ def test_merged_folder_matches_the_adapter(trained):
 
 
 def test_resume_continues_from_the_saved_step(env, trained):
-    from graftkit.lora.train import resolve_resume, run
+    from graftkit.lora.train import resolve_resume
+    from train_lora import run
 
     _, out = trained
     cfg = tiny_cfg(env["tiny"], env["data"], out, "max_steps=8")
@@ -150,7 +151,7 @@ def test_resume_continues_from_the_saved_step(env, trained):
 
 
 def test_resume_from_a_given_checkpoint_path(env, trained, tmp_path):
-    from graftkit.lora.train import run
+    from train_lora import run
 
     _, out = trained
     summary = run(tiny_cfg(env["tiny"], env["data"], tmp_path / "other", f"resume={out / 'checkpoint-3'}",
@@ -160,7 +161,7 @@ def test_resume_from_a_given_checkpoint_path(env, trained, tmp_path):
 
 
 def test_early_stopping_stops_and_keeps_the_best(env, tmp_path):
-    from graftkit.lora.train import run
+    from train_lora import run
 
     # a threshold no step can beat: every evaluation after the first counts as "no improvement"
     summary = run(tiny_cfg(env["tiny"], env["data"], tmp_path / "es", "max_steps=40", "eval_steps=1", "save_steps=1",

@@ -37,7 +37,7 @@ def env(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def loaded(env):
-    from graftkit.lora.backend import load_peft
+    from train_lora import load_peft
 
     return load_peft(tiny_cfg(env["tiny"], env["data"], env["base"] / "unused"))
 
@@ -121,8 +121,8 @@ def same(a: dict, b: dict) -> bool:
 
 
 def test_same_seed_same_adapter_and_resume_matches(env, monkeypatch):
-    from graftkit.lora import train as train_mod
-    from graftkit.lora.train import run
+    import train_lora as train_mod
+    from train_lora import run
 
     common = ["val_fraction=0", "eval_on_start=false", "save_formats=[lora]", "learning_rate=5e-3", "max_steps=4"]
     base = env["base"]
@@ -156,14 +156,14 @@ def test_same_seed_same_adapter_and_resume_matches(env, monkeypatch):
 
 
 def test_unknown_target_module_is_one_line(env):
-    from graftkit.lora.backend import load_peft
+    from train_lora import load_peft
 
     with pytest.raises(ConfigError, match=r"target_modules: 'nope' not in this model; its linear layers are .*q_proj"):
         load_peft(tiny_cfg(env["tiny"], env["data"], env["base"] / "x", "target_modules=[q_proj,nope]"))
 
 
 def test_output_dir_that_is_a_file(env, tmp_path):
-    from graftkit.lora.train import run
+    from train_lora import run
 
     f = tmp_path / "out.txt"
     f.write_text("keep me")

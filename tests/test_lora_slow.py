@@ -45,7 +45,7 @@ def data_overrides(tmp: Path) -> list[str]:
 
 def test_smollm2_30_steps_lower_val_loss_and_stop_at_end_of_turn(smollm2, tmp_path):
     from graftkit.lora.chat import generate_reply, load_chat_model
-    from graftkit.lora.train import run
+    from train_lora import run
 
     t0 = time.perf_counter()
     out = tmp_path / "out"

@@ -1,4 +1,4 @@
-"""Backend selection and model loading: Unsloth on CUDA, transformers + PEFT everywhere else.
+"""Backend selection and the model-loading details behind train_lora.py's load_unsloth / load_peft.
 
 `auto` picks Unsloth only when torch sees a CUDA GPU *and* unsloth is installed. On the Unsloth
 branch `import unsloth` runs before transformers / trl / peft are imported (it patches them), so
@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, UserError
-from .data import TemplateInfo, setup_tokenizer
-from .presets import resolve_model_id
+from .data import TemplateInfo
 
 INSTALL_HINT = ("Unsloth runs on an NVIDIA GPU; install it there with: pip install -r requirements-gpu.txt "
                 "(Colab/RunPod: see README_TRAINING.md)")
@@ -123,7 +122,7 @@ class Loaded:
     device: str
 
 
-def _hub_error(model_id: str, e: Exception) -> UserError:
+def hub_error(model_id: str, e: Exception) -> UserError:
     first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     return UserError(f"cannot load base model {model_id!r}: {first} (is it a preset name, a Hugging Face id you can "
                      "access, or a local folder? gated models need `huggingface-cli login`)")
@@ -174,12 +173,14 @@ def check_hub(model_id: str) -> None:
                     "to a local model folder")
 
 
-def _resize_for(model: Any, tok: Any) -> None:
+def resize_for_tokenizer(model: Any, tok: Any) -> None:
+    """Room in the embeddings for tokens the chat template added (a pad token, <|im_start|>...)."""
     if len(tok) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tok))
 
 
-def _set_generation_ids(model: Any, tok: Any, info: TemplateInfo) -> None:
+def set_generation_ids(model: Any, tok: Any, info: TemplateInfo) -> None:
+    """generate() stops at the template's end-of-turn token (and the tokenizer's EOS), pads with the pad token."""
     gc = model.generation_config
     eos = [info.eot_id] + [i for i in ([tok.eos_token_id] if tok.eos_token_id is not None else []) if i != info.eot_id]
     gc.eos_token_id = eos[0] if len(eos) == 1 else eos
@@ -188,6 +189,7 @@ def _set_generation_ids(model: Any, tok: Any, info: TemplateInfo) -> None:
 
 
 def lora_kwargs(cfg: Any) -> dict:
+    """The LoRA settings both get_peft_model()s take (Unsloth's and PEFT's) from the config."""
     return dict(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                 target_modules=list(cfg.target_modules), use_rslora=bool(cfg.use_rslora), bias="none")
 
@@ -200,29 +202,6 @@ def check_target_modules(model: Any, wanted: list[str]) -> None:
     if missing:
         raise ConfigError(f"target_modules: {', '.join(map(repr, missing))} not in this model; its linear layers are "
                           f"{', '.join(sorted(names))}")
-
-
-def load_unsloth(cfg: Any) -> Loaded:
-    """FastLanguageModel 4-bit (pre-quantized repo) + Unsloth's LoRA with its gradient checkpointing."""
-    import unsloth  # noqa: F401  -- must be imported before transformers, trl and peft
-    from unsloth import FastLanguageModel
-
-    model_id = resolve_model_id(cfg.base_model, "unsloth", cfg.load_in_4bit)
-    check_hub(model_id)
-    try:
-        model, tok = FastLanguageModel.from_pretrained(model_name=model_id, max_seq_length=cfg.max_seq_length,
-                                                       dtype=None, load_in_4bit=cfg.load_in_4bit,
-                                                       random_state=cfg.seed)
-    except (OSError, ValueError) as e:
-        raise _hub_error(model_id, e) from None
-    info = setup_tokenizer(tok, cfg)
-    _resize_for(model, tok)
-    _set_generation_ids(model, tok, info)
-    check_target_modules(model, cfg.target_modules)
-    model = FastLanguageModel.get_peft_model(
-        model, **lora_kwargs(cfg), random_state=cfg.seed, max_seq_length=cfg.max_seq_length,
-        use_gradient_checkpointing="unsloth" if cfg.gradient_checkpointing else False)
-    return Loaded(model, tok, info, "unsloth", model_id, "cuda")
 
 
 def gguf_model_kwargs(gguf_file: str) -> dict[str, Any]:
@@ -276,42 +255,6 @@ def load_base(cfg: Any, model_id: str, cuda: bool, tokenizer_from: str | None = 
                else AutoTokenizer.from_pretrained(model_id, **kw))
         model = AutoModelForCausalLM.from_pretrained(model_id, **mkw)
     except (OSError, ValueError) as e:
-        raise _hub_error(model_id, e) from None
+        raise hub_error(model_id, e) from None
     drop_gguf_quantizer(model)
     return model, tok
-
-
-def load_peft(cfg: Any) -> Loaded:
-    """transformers + PEFT: QLoRA (bitsandbytes NF4) on CUDA, full precision fp32 on CPU."""
-    cuda = cuda_available()
-    model_id = resolve_model_id(cfg.base_model, "peft", cfg.load_in_4bit)
-    if not cuda:
-        notice("no CUDA GPU: training with transformers + PEFT in full precision (fp32) on CPU"
-               + ("; load_in_4bit is ignored" if cfg.load_in_4bit else ""))
-        tune_cpu_allocator()
-    quantize = cuda and cfg.load_in_4bit and not cfg.gguf_file
-    if cuda and cfg.load_in_4bit and cfg.gguf_file:
-        notice("gguf_file: the GGUF weights are dequantized to 16 bit; load_in_4bit is ignored")
-    model, tok = load_base(cfg, model_id, cuda, quantize=quantize)
-    info = setup_tokenizer(tok, cfg)
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-    from transformers import set_seed
-
-    set_seed(cfg.seed)  # new embedding rows and LoRA A are random: same seed, same adapter (the Trainer seeds later)
-    _resize_for(model, tok)
-    _set_generation_ids(model, tok, info)
-
-    if quantize:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
-    extra: dict[str, Any] = {}
-    new_ids = [tok.convert_tokens_to_ids(t) for t in info.added_tokens if t != tok.pad_token]
-    if new_ids:  # template tokens added to the vocabulary must be learnable
-        extra["trainable_token_indices"] = {"embed_tokens": new_ids}
-    peft_cfg = LoraConfig(task_type="CAUSAL_LM", **lora_kwargs(cfg), **extra)
-    check_target_modules(model, cfg.target_modules)
-    model = get_peft_model(model, peft_cfg)
-    return Loaded(model, tok, info, "peft", model_id, "cuda" if cuda else "cpu")
-
-
-def load_for_training(cfg: Any, backend: str) -> Loaded:
-    return load_unsloth(cfg) if backend == "unsloth" else load_peft(cfg)
