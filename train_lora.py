@@ -45,29 +45,6 @@ from graftkit.lora.train import (StopOnInterrupt, check_output_dir, count_tokens
 # transformers, trl, peft, datasets and torch are imported inside the functions below, after the backend is
 # chosen: on the Unsloth branch `import unsloth` must run first (it patches them), and --help stays instant.
 
-# Names people bring from TRL / transformers / other trainers, for "unknown key" errors.
-KEY_ALIASES = {
-    "lr": "learning_rate", "r": "lora_r", "rank": "lora_r", "alpha": "lora_alpha", "dropout": "lora_dropout",
-    "model": "base_model", "model_name": "base_model", "model_name_or_path": "base_model",
-    "max_length": "max_seq_length", "num_train_epochs": "epochs", "num_epochs": "epochs",
-    "per_device_train_batch_size": "batch_size", "lr_scheduler_type": "lr_scheduler", "scheduler": "lr_scheduler",
-    "warmup_ratio": "warmup_steps", "out": "output_dir", "data": "data_file", "dataset": "data_file",
-    "resume_from_checkpoint": "resume", "report_to": "wandb", "grad_accum": "gradient_accumulation_steps",
-    "patience": "early_stopping_patience", "system": "system_prompt", "template": "chat_template",
-    "quantize": "load_in_4bit", "4bit": "load_in_4bit", "qlora": "load_in_4bit",
-}
-
-
-def load_lora_config(path: str | None, overrides: list[str]) -> LoraTrainConfig:
-    try:
-        return load_config(LoraTrainConfig, path, overrides)
-    except ConfigError as e:
-        key = e.message.split("'")[1] if e.message.startswith("unknown key '") else None
-        if key in KEY_ALIASES and "did you mean" not in e.message:
-            raise ConfigError(f"{e.message} (did you mean {KEY_ALIASES[key]!r}?)", e.path, e.line) from None
-        raise
-
-
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, epilog=config_help(LoraTrainConfig),
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -312,7 +289,7 @@ def run(cfg: LoraTrainConfig) -> dict[str, Any]:
 @cli_main
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    cfg = load_lora_config(args.config, args.overrides)
+    cfg = load_config(LoraTrainConfig, args.config, args.overrides)
     # transformers 5.x deprecation noise (gradient_checkpointing -> activation_checkpointing, see notes)
     warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
     if args.chat:

@@ -151,8 +151,10 @@ def _coerce(value: Any, tp: Any, key: str, source: str | None) -> Any:
     return value
 
 
-def _unknown_key(key: str, known: Sequence[str], source: str | None) -> ConfigError:
-    close = difflib.get_close_matches(key, known, n=1)
+def _unknown_key(key: str, known: Sequence[str], source: str | None, aliases: dict[str, str]) -> ConfigError:
+    """Suggest the name people mean: the config class's KEY_ALIASES (names from other trainers), else the
+    closest spelling."""
+    close = [aliases[key]] if key in aliases else difflib.get_close_matches(key, known, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return ConfigError(f"unknown key {key!r}{hint}", source)
 
@@ -179,7 +181,7 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
     for data, source in layers:
         for key, value in data.items():
             if key not in fields:
-                raise _unknown_key(str(key), list(fields), source)
+                raise _unknown_key(str(key), list(fields), source, getattr(cls, "KEY_ALIASES", {}))
             values[key] = _coerce(value, hints[key], key, source)
             origin[key] = source or ""
     for key, value in values.items():  # after all layers: an override may fix a value of the file

@@ -42,6 +42,13 @@ def first_line(exc: BaseException, limit: int = 200) -> str:
     return (text.splitlines()[0] if text else type(exc).__name__)[:limit]
 
 
+def notice(msg: str) -> None:
+    """A one-line `notice: ...` on stderr for something the user should know but need not fix; printed by
+    the first process only (torchrun / accelerate set RANK), so N processes do not say it N times."""
+    if int(os.environ.get("RANK", "0") or 0) == 0:
+        print(f"notice: {msg}", file=sys.stderr, flush=True)
+
+
 class InputError(UserError):
     """A chat export or data file that cannot be read as what it claims to be."""
 

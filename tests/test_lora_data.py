@@ -264,13 +264,17 @@ def test_cli_config_typos_suggest_the_key(tmp_path):
     p = subprocess.run([sys.executable, "train_lora.py", "--config", str(bad)], cwd=ROOT, capture_output=True,
                        text=True, timeout=60)
     assert f"{bad}: unknown key 'lora_rank' (did you mean 'lora_r'?)" in _one_error_line(p)
-    import train_lora
+    from graftkit.config import load_config
+    from graftkit.tiny_gpt.config import TinyGPTConfig
 
     with pytest.raises(ConfigError, match="did you mean 'learning_rate'"):
-        train_lora.load_lora_config(str(ROOT / "lora_config.yaml"), ["lr=1e-4"])
+        load_config(LoraTrainConfig, str(ROOT / "lora_config.yaml"), ["lr=1e-4"])
     with pytest.raises(ConfigError, match="did you mean 'lora_alpha'"):
-        train_lora.load_lora_config(str(ROOT / "lora_config.yaml"), ["lora_alhpa=16"])
-    assert all(k in {f.name for f in dataclasses.fields(LoraTrainConfig)} for k in train_lora.KEY_ALIASES.values())
+        load_config(LoraTrainConfig, str(ROOT / "lora_config.yaml"), ["lora_alhpa=16"])
+    with pytest.raises(ConfigError, match="did you mean 'block_size'"):  # every config suggests, not only LoRA's
+        load_config(TinyGPTConfig, str(ROOT / "tiny_gpt_config.yaml"), ["context_length=128"])
+    for cls in (LoraTrainConfig, TinyGPTConfig):
+        assert all(k in {f.name for f in dataclasses.fields(cls)} for k in cls.KEY_ALIASES.values())
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the no-GPU message")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, UserError
+from ..errors import ConfigError, UserError, first_line, notice
 from .data import TemplateInfo
 
 INSTALL_HINT = ("Unsloth runs on an NVIDIA GPU; install it there with: pip install -r requirements-gpu.txt "
@@ -108,10 +108,6 @@ def say(*args: Any, **kwargs: Any) -> None:
         print(*args, **{**kwargs, "flush": True})
 
 
-def notice(msg: str) -> None:
-    say(f"notice: {msg}", file=sys.stderr)
-
-
 @dataclass
 class Loaded:
     model: Any
@@ -123,8 +119,7 @@ class Loaded:
 
 
 def hub_error(model_id: str, e: Exception) -> UserError:
-    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    return UserError(f"cannot load base model {model_id!r}: {first} (is it a preset name, a Hugging Face id you can "
+    return UserError(f"cannot load base model {model_id!r}: {first_line(e)} (is it a preset name, a Hugging Face id you can "
                      "access, or a local folder? gated models need `huggingface-cli login`)")
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from ..config import key as _f  # a field with its --help text
 from ..errors import ConfigError
@@ -19,6 +19,17 @@ SAVE_FORMATS = ("lora", "merged_16bit", "gguf_q4_k_m", "gguf_q8_0", "gguf_f16")
 
 @dataclass
 class LoraTrainConfig:
+    # Names people bring from TRL / transformers / other trainers: `unknown key` errors suggest ours.
+    KEY_ALIASES: ClassVar[dict[str, str]] = {
+        "lr": "learning_rate", "r": "lora_r", "rank": "lora_r", "alpha": "lora_alpha", "dropout": "lora_dropout",
+        "model": "base_model", "model_name": "base_model", "model_name_or_path": "base_model",
+        "max_length": "max_seq_length", "num_train_epochs": "epochs", "num_epochs": "epochs",
+        "per_device_train_batch_size": "batch_size", "lr_scheduler_type": "lr_scheduler", "scheduler": "lr_scheduler",
+        "warmup_ratio": "warmup_steps", "out": "output_dir", "data": "data_file", "dataset": "data_file",
+        "resume_from_checkpoint": "resume", "report_to": "wandb", "grad_accum": "gradient_accumulation_steps",
+        "patience": "early_stopping_patience", "system": "system_prompt", "template": "chat_template",
+        "quantize": "load_in_4bit", "4bit": "load_in_4bit", "qlora": "load_in_4bit",
+    }
     # model
     base_model: str = _f("qwen2.5-0.5b", "preset (llama-3.2-1b, llama-3.2-3b, mistral-7b, qwen2.5-0.5b/1.5b/3b/7b), "
                                          "a Hugging Face id or a local folder")

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import random
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, InputError, first_line
+from ..errors import ConfigError, InputError, first_line, notice
 from ..fileio import read_jsonl
 from ..samples import Conversation, parse_record
 from .presets import FAMILIES, NAMED_TEMPLATES, Family, detect_family, get_preset
@@ -74,10 +73,6 @@ def split_samples(samples: list[Sample], val_fraction: float, seed: int) -> tupl
 COMBINED_NAME = "sharegpt_format.jsonl"  # prepare_training_data.py's file with every sample
 
 
-def _notice(msg: str) -> None:
-    print(f"notice: {msg}", file=sys.stderr, flush=True)
-
-
 def _is_blank(path: Path) -> bool:
     with open(path, "rb") as f:
         return not any(line.strip() for line in f)
@@ -95,14 +90,14 @@ def load_splits(cfg: Any) -> tuple[list[Sample], list[Sample]]:
     train_path = Path(cfg.train_file)
     combined = train_path.with_name(COMBINED_NAME)
     if not train_path.exists() and combined.is_file():
-        _notice(f"{train_path} not found: splitting {combined} into train/val by conversation "
+        notice(f"{train_path} not found: splitting {combined} into train/val by conversation "
                 f"(val_fraction {cfg.val_fraction}, seed {cfg.seed})")
         return split_samples(read_samples(combined), cfg.val_fraction, cfg.seed)
     train = read_samples(train_path, "run prepare_training_data.py first, or set train_file / data_file")
     if cfg.val_file:
         val_path = Path(cfg.val_file)
         if val_path.is_file() and _is_blank(val_path):
-            _notice(f"{val_path} is empty: training without validation (set val_file: '' to hold out "
+            notice(f"{val_path} is empty: training without validation (set val_file: '' to hold out "
                     "val_fraction of train_file instead)")
             return train, []
         return train, read_samples(val_path, "set val_file: '' to split val_fraction off train_file")

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, first_line
 from ..fileio import atomic_write_jsonl
 from ..plots import save_loss_curve
 from .backend import notice
@@ -183,8 +183,7 @@ def pack_for_steps(rows: list[dict], cfg: Any) -> tuple[list[dict], int, str]:
 
 def resume_error(e: Exception, resume: str) -> ConfigError:
     """A checkpoint that does not fit this run's model fails inside trainer.train(): say what to do instead."""
-    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    return ConfigError(f"cannot resume from {resume} ({first[:300]}); it was probably trained with other "
+    return ConfigError(f"cannot resume from {resume} ({first_line(e, limit=300)}); it was probably trained with other "
                        "settings (lora_r, target_modules, base_model): pass resume=false or another output_dir")
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from ..config import key as _h  # a field with its --help text
 from ..errors import ConfigError
@@ -17,6 +17,14 @@ from ..errors import ConfigError
 
 @dataclass
 class TinyGPTConfig:
+    # Names people bring from nanoGPT / other trainers: `unknown key` errors suggest ours.
+    KEY_ALIASES: ClassVar[dict[str, str]] = {
+        "lr": "learning_rate", "max_lr": "learning_rate", "num_epochs": "epochs", "n_epochs": "epochs",
+        "context_length": "block_size", "seq_len": "block_size", "max_seq_length": "block_size",
+        "d_model": "n_embd", "hidden_size": "n_embd", "n_layers": "n_layer", "num_layers": "n_layer",
+        "n_heads": "n_head", "num_heads": "n_head", "vocab": "vocab_size", "clip": "grad_clip",
+        "warmup_steps": "warmup_iters", "out": "out_dir", "output_dir": "out_dir", "tokenizer": "tokenizer_path",
+    }
     # --- data and tokenizer ---
     train_file: str = _h("training_data/corpus_train.txt", "training transcript (written by prepare_training_data.py)")
     val_file: str = _h("training_data/corpus_val.txt", "validation transcript")
