@@ -174,15 +174,20 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
 
 
+def write_jsonl_rows(f: Any, rows: Iterable[Any]) -> int:
+    """One JSON object a line (UTF-8 kept as is) to an open text file; returns the number of rows."""
+    n = 0
+    for row in rows:
+        f.write(json.dumps(row, ensure_ascii=False))
+        f.write("\n")
+        n += 1
+    return n
+
+
 def atomic_write_jsonl(path: str | Path, rows: Iterable[Any]) -> int:
     """Write one JSON object a line; returns the number of rows."""
-    n = 0
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False))
-            f.write("\n")
-            n += 1
-    return n
+        return write_jsonl_rows(f, rows)
 
 
 def _lock(folder: Path, wait_s: float = 0.0) -> int | None:
@@ -371,13 +376,8 @@ class OutputSet:
         self.write_text(name, json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
 
     def write_jsonl(self, name: str, rows: Iterable[Any]) -> int:
-        n = 0
         with open(self.path(name), "w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False))
-                f.write("\n")
-                n += 1
-        return n
+            return write_jsonl_rows(f, rows)
 
     def _publish(self) -> None:
         files = {}

@@ -19,11 +19,13 @@ from ..config import load_config
 from ..errors import ConfigError, InputError, UserError
 from ..samples import Conversation, read_conversations
 from .target import Target
+from ..lora.config import LoraTrainConfig
+from ..tiny_gpt.config import TinyGPTConfig
 
 KINDS = ("lora", "tiny_gpt")
 
 
-def load_target(kind: str, cfg: Any, model_path: str | None, *, max_new_tokens: int, temperature: float,
+def load_target(kind: str, cfg: LoraTrainConfig | TinyGPTConfig, model_path: str | None, *, max_new_tokens: int, temperature: float,
                 top_k: int = 0, train_file: str | None = None, val_file: str | None = None) -> Target:
     """The models to compare and the data to compare them on; --train-file / --val-file override the config's.
 
@@ -52,7 +54,7 @@ def _existing(path: str, hint: str) -> str:
     return path
 
 
-def _lora_data(cfg: Any, train_file: str | None,
+def _lora_data(cfg: LoraTrainConfig, train_file: str | None,
                val_file: str | None) -> tuple[list[Conversation], list[Conversation], str, str]:
     """(train, held-out, train description, held-out description) for a LoRA config, as training splits them."""
     if train_file and val_file:
@@ -118,7 +120,7 @@ def detect_kind(config_path: str | Path, overrides: list[str], kind: str = "auto
                       config_path)
 
 
-def load_lora(cfg: Any, model_dir: str | Path | None, *, max_new_tokens: int, temperature: float,
+def load_lora(cfg: LoraTrainConfig, model_dir: str | Path | None, *, max_new_tokens: int, temperature: float,
               top_k: int = 0) -> Target:
     from ..lora.backend import load_base
     from ..lora.chat import chat_base_id, load_chat_model

@@ -29,6 +29,7 @@ import torch
 from ..corpus import END, ME, THEM
 from .models import Item, Turn, batched_nll, continuation_nll, make_generator, sample_token
 from .target import Target
+from ..tiny_gpt.config import TinyGPTConfig
 
 ROLE_MARKER = {"user": THEM, "assistant": ME}
 
@@ -153,14 +154,14 @@ class UnigramModel:
         return _clean(self.tok.decode(out))
 
 
-def tiny_data_files(cfg: Any) -> tuple[str, str]:
+def tiny_data_files(cfg: TinyGPTConfig) -> tuple[str, str]:
     """The held-out conversations of a tiny GPT config: the ShareGPT files prepare_training_data.py writes
     beside its corpus (training_data/sharegpt_train.jsonl, sharegpt_val.jsonl)."""
     data_dir = Path(cfg.train_file).parent
     return str(data_dir / "sharegpt_train.jsonl"), str(data_dir / "sharegpt_val.jsonl")
 
 
-def load_tiny_gpt(cfg: Any, checkpoint: str | None, *, max_new_tokens: int, temperature: float,
+def load_tiny_gpt(cfg: TinyGPTConfig, checkpoint: str | None, *, max_new_tokens: int, temperature: float,
                   top_k: int = 0) -> Target:
     """Target for a tiny GPT config: tuned = the checkpoint (best.pt, else last.pt), base = unigram."""
     from ..tiny_gpt.checkpoints import load_for_inference

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import ConfigError, UserError, first_line, notice
 from .data import TemplateInfo
+from .config import LoraTrainConfig
 
 INSTALL_HINT = ("Unsloth runs on an NVIDIA GPU; install it there with: pip install -r requirements-gpu.txt "
                 "(Colab/RunPod: see README_TRAINING.md)")
@@ -183,7 +184,7 @@ def set_generation_ids(model: Any, tok: Any, info: TemplateInfo) -> None:
     model.config.pad_token_id = tok.pad_token_id
 
 
-def lora_kwargs(cfg: Any) -> dict:
+def lora_kwargs(cfg: LoraTrainConfig) -> dict:
     """The LoRA settings both get_peft_model()s take (Unsloth's and PEFT's) from the config."""
     return dict(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                 target_modules=list(cfg.target_modules), use_rslora=bool(cfg.use_rslora), bias="none")
@@ -222,7 +223,7 @@ def drop_gguf_quantizer(model: Any) -> None:
             del model.config.quantization_config
 
 
-def load_base(cfg: Any, model_id: str, cuda: bool, tokenizer_from: str | None = None,
+def load_base(cfg: LoraTrainConfig, model_id: str, cuda: bool, tokenizer_from: str | None = None,
               quantize: bool = False) -> tuple[Any, Any]:
     """Base model and tokenizer through transformers (`gguf_file` dequantizes a GGUF checkpoint)."""
     import torch

@@ -15,6 +15,7 @@ from .backend import cuda_available, load_base, notice
 from .presets import get_preset
 from .data import TemplateInfo, render, with_system_prompt
 from .export import read_meta
+from .config import LoraTrainConfig
 
 
 def info_from_meta(meta: dict[str, Any], tok: Any) -> TemplateInfo:
@@ -35,7 +36,7 @@ def chat_base_id(meta: dict[str, Any], cuda: bool) -> str:
     return base
 
 
-def load_chat_model(cfg: Any, model_dir: str | Path) -> tuple[Any, Any, TemplateInfo, dict]:
+def load_chat_model(cfg: LoraTrainConfig, model_dir: str | Path) -> tuple[Any, Any, TemplateInfo, dict]:
     """(model, tokenizer, template info, meta) from an adapter folder or a merged model folder."""
     model_dir = Path(model_dir)
     meta = read_meta(model_dir)
@@ -86,7 +87,7 @@ def generate_reply(model: Any, tok: Any, info: TemplateInfo, messages: list[dict
     return tok.decode(new, skip_special_tokens=True).strip(), ended
 
 
-def chat_loop(cfg: Any, model_dir: str | Path, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> int:
+def chat_loop(cfg: LoraTrainConfig, model_dir: str | Path, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> int:
     import torch
 
     model, tok, info, meta = load_chat_model(cfg, model_dir)

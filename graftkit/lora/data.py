@@ -26,6 +26,7 @@ from ..errors import ConfigError, InputError, first_line, notice
 from ..fileio import read_jsonl
 from ..samples import Conversation, parse_record
 from .presets import FAMILIES, NAMED_TEMPLATES, Family, detect_family, get_preset
+from .config import LoraTrainConfig
 
 IGNORE = -100
 PAD_CANDIDATES = ("<pad>", "<|pad|>", "<|finetune_right_pad_id|>", "[PAD]", "<|endoftext|>", "<unk>")
@@ -78,7 +79,7 @@ def _is_blank(path: Path) -> bool:
         return not any(line.strip() for line in f)
 
 
-def load_splits(cfg: Any) -> tuple[list[Sample], list[Sample]]:
+def load_splits(cfg: LoraTrainConfig) -> tuple[list[Sample], list[Sample]]:
     """Train and validation samples per the config.
 
     `data_file` is split by conversation (val_fraction, seed). Otherwise train_file + val_file; when
@@ -128,7 +129,7 @@ class TemplateInfo:
                                               "response_part", "added_tokens")}
 
 
-def _choose_template(tok: Any, cfg: Any) -> tuple[str, Family]:
+def _choose_template(tok: Any, cfg: LoraTrainConfig) -> tuple[str, Family]:
     name = (cfg.chat_template or "auto").strip()
     if name == "auto":
         if getattr(tok, "chat_template", None):
@@ -183,7 +184,7 @@ def ensure_pad_token(tok: Any, eot_token: str) -> str | None:
     return "<pad>"
 
 
-def setup_tokenizer(tok: Any, cfg: Any) -> TemplateInfo:
+def setup_tokenizer(tok: Any, cfg: LoraTrainConfig) -> TemplateInfo:
     """Fix the chat template, end-of-turn token and pad token on `tok` (in place) for training and chat."""
     template, family = _choose_template(tok, cfg)
     tok.chat_template = template

@@ -20,6 +20,7 @@ from typing import Any
 from ..errors import UserError, first_line
 from ..fileio import atomic_write_json
 from . import ollama
+from .config import LoraTrainConfig
 
 META_FILE = "graftkit_lora.json"
 GGUF_NEEDS = ("GGUF export (save_formats gguf_*) on this backend runs llama.cpp's own convert_hf_to_gguf.py on the "
@@ -28,7 +29,7 @@ GGUF_NEEDS = ("GGUF export (save_formats gguf_*) on this backend runs llama.cpp'
               "run later are printed")
 
 
-def run_meta(cfg: Any, loaded: Any, merged: bool = False) -> dict[str, Any]:
+def run_meta(cfg: LoraTrainConfig, loaded: Any, merged: bool = False) -> dict[str, Any]:
     return {
         "base_model": cfg.base_model, "model_id": loaded.model_id, "gguf_file": cfg.gguf_file,
         "backend": loaded.backend, "merged": merged, "system_prompt": cfg.system_prompt,
@@ -46,7 +47,7 @@ def read_meta(folder: str | Path) -> dict[str, Any]:
         raise UserError(f"cannot read {META_FILE}: {e}", folder) from None
 
 
-def save_adapter(cfg: Any, loaded: Any, model: Any, out_dir: Path) -> Path:
+def save_adapter(cfg: LoraTrainConfig, loaded: Any, model: Any, out_dir: Path) -> Path:
     """The PEFT adapter folder: adapter_config.json + adapter_model.safetensors, tokenizer, generation config."""
     out_dir.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():  # a GGUF or hub base has no local config.json to compare vocab sizes with
@@ -65,7 +66,7 @@ def merge_adapter(peft_model: Any) -> Any:
     return peft_model.merge_and_unload()
 
 
-def save_merged(cfg: Any, loaded: Any, model: Any, adapter_dir: Path, out_dir: Path) -> Path:
+def save_merged(cfg: LoraTrainConfig, loaded: Any, model: Any, adapter_dir: Path, out_dir: Path) -> Path:
     """A full HF model folder in `merged_dtype`; a 4-bit base is reloaded in 16 bit before merging."""
     import torch
 
@@ -102,7 +103,7 @@ def _safetensors_note(merged_dir: Path) -> str:
     return "Ollama imports this safetensors folder itself (FROM .); a GGUF file is smaller and loads faster."
 
 
-def write_ollama_files(cfg: Any, loaded: Any, folder: Path, source: str, note: str = "") -> Path | None:
+def write_ollama_files(cfg: LoraTrainConfig, loaded: Any, folder: Path, source: str, note: str = "") -> Path | None:
     """An Ollama Modelfile in `folder` (FROM `source`) with the training prompt format; prints `ollama create`."""
     info = loaded.info
     matched = ollama.match_format(loaded.tokenizer, info.family, info.template_kwargs, cfg.system_prompt,
@@ -116,7 +117,7 @@ def write_ollama_files(cfg: Any, loaded: Any, folder: Path, source: str, note: s
     return path
 
 
-def write_adapter_modelfile(cfg: Any, loaded: Any, adapter_dir: Path) -> Path | None:
+def write_adapter_modelfile(cfg: LoraTrainConfig, loaded: Any, adapter_dir: Path) -> Path | None:
     """Modelfile.ollama in the adapter folder (FROM <Ollama base> + ADAPTER .) where Ollama takes PEFT adapters:
     Llama / Mistral presets with no tokens added to the vocabulary."""
     base = ollama.OLLAMA_BASES.get(str(cfg.base_model).strip().lower())
@@ -135,7 +136,7 @@ def write_adapter_modelfile(cfg: Any, loaded: Any, adapter_dir: Path) -> Path | 
     return path
 
 
-def save_gguf(cfg: Any, loaded: Any, model: Any, out_dir: Path) -> Path | None:
+def save_gguf(cfg: LoraTrainConfig, loaded: Any, model: Any, out_dir: Path) -> Path | None:
     """GGUF files (gguf_q8_0, gguf_f16, gguf_q4_k_m) plus a Modelfile; None when nothing could be written here.
 
     llama.cpp's converter (llama_cpp_dir / LLAMA_CPP / pip package) on any backend, from the merged

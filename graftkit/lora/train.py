@@ -24,9 +24,10 @@ from ..fileio import atomic_write_jsonl
 from ..plots import save_loss_curve
 from .backend import notice
 from .data import IGNORE, pack_rows
+from .config import LoraTrainConfig
 
 
-def resolve_resume(cfg: Any, out: Path) -> str | None:
+def resolve_resume(cfg: LoraTrainConfig, out: Path) -> str | None:
     """The checkpoint to resume from: newest checkpoint-* for `auto`, None for false, or a given path."""
     if cfg.resume is False or str(cfg.resume).lower() in ("false", "no", "off", ""):
         return None
@@ -51,7 +52,7 @@ def check_output_dir(out: Path) -> None:
             return
 
 
-def resolve_packing(cfg: Any, backend: str) -> bool:
+def resolve_packing(cfg: LoraTrainConfig, backend: str) -> bool:
     """`packing: auto` packs on the PEFT backend; Unsloth keeps its own batching (not verified packed here)."""
     if cfg.packing == "auto":
         return backend == "peft"
@@ -61,7 +62,7 @@ def resolve_packing(cfg: Any, backend: str) -> bool:
     return bool(cfg.packing)
 
 
-def pick_optim(cfg: Any, cuda: bool) -> str:
+def pick_optim(cfg: LoraTrainConfig, cuda: bool) -> str:
     """`optim: auto`: bitsandbytes' 8-bit AdamW next to a 4-bit model on CUDA (less memory), torch's AdamW otherwise."""
     if cfg.optim != "auto":
         return cfg.optim
@@ -173,7 +174,7 @@ def trainer_classes():
     return GraftTrainer, MetricsCallback
 
 
-def pack_for_steps(rows: list[dict], cfg: Any) -> tuple[list[dict], int, str]:
+def pack_for_steps(rows: list[dict], cfg: LoraTrainConfig) -> tuple[list[dict], int, str]:
     """Whole conversations per row, and how many rows per step give about as many tokens as batch_size samples."""
     mean_len = sum(len(r["input_ids"]) for r in rows) / len(rows)
     packed, stats = pack_rows(rows, cfg.max_seq_length)
