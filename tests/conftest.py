@@ -24,3 +24,14 @@ def fixtures_dir() -> Path:
 @pytest.fixture(scope="session")
 def expected(fixtures_dir: Path) -> dict:
     return json.loads((fixtures_dir / "expected.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models run fastest on one thread, and a shared machine punishes OpenMP barriers."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -20,12 +20,7 @@ from graftkit.tiny_gpt.optim import MuonAdamW, build_optimizer, lr_at, orthogona
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_model(seed: int = 0, **kw) -> TinyGPT:

@@ -201,13 +201,7 @@ class Scrubber:
             return text
         if len(text) > SCRUB_PIECE:
             return "".join(self._scrub(p) for p in _pieces(text))
-        if www or "/" in text:
-            text = _URL_RE.sub(self._replace, text)
-        if "@" in text:
-            text = _EMAIL_RE.sub(self._replace, text)
-        if _DIGIT(text) is not None:
-            text = _NUMBER_RE.sub(self._replace, text)
-        return text
+        return self._scrub(text)
 
     def _scrub(self, text: str) -> str:
         """One piece of a long text (the same passes as scrub, without the length check)."""
