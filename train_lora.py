@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from graftkit.config import add_config_args, config_help, load_config
-from graftkit.errors import ConfigError, InputError, UserError, cli_main, run_script
+from graftkit.errors import ConfigError, InputError, UserError, cli_main, notice, run_script
 from graftkit.fileio import atomic_write_json
 from graftkit.lora.backend import (Loaded, check_hub, check_target_modules, cuda_available, hub_error, load_base,
-                                   lora_kwargs, notice, resize_for_tokenizer, say, select_backend,
+                                   lora_kwargs, resize_for_tokenizer, say, select_backend,
                                    set_generation_ids, tune_cpu_allocator)
 from graftkit.lora.config import LoraTrainConfig
 from graftkit.lora.data import (PackedCollator, check_response_part, encode_samples, load_splits, setup_tokenizer,

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from .backend import cuda_available, load_base, notice
+from ..errors import notice
+from .backend import cuda_available, load_base
 from .presets import get_preset
 from .data import TemplateInfo, render, with_system_prompt
 from .export import read_meta

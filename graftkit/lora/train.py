@@ -19,10 +19,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, first_line
+from ..errors import ConfigError, first_line, notice
 from ..fileio import atomic_write_jsonl
 from ..plots import save_loss_curve
-from .backend import notice
 from .data import IGNORE, pack_rows
 from .config import LoraTrainConfig
 
