@@ -13,11 +13,10 @@ import torch
 import torch.nn.functional as F
 
 from ..corpus import END, ME, THEM
-from .model import TinyGPT
+from .model import KVCache, TinyGPT
 from .tokenizer import TinyTokenizer
 
 
-@torch.no_grad()
 def session_start(tok: TinyTokenizer) -> list[int]:
     """Tokens that open a new session exactly as the training corpus does (END, then a newline), so
     the model sees the context it was trained on before the first turn."""
@@ -40,25 +39,40 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0,
     return int(torch.multinomial(probs.cpu(), 1, generator=generator))
 
 
+@torch.no_grad()  # sampling never needs gradients (and the cache must not hold an autograd graph)
 def generate(model: TinyGPT, ids: list[int], max_new_tokens: int, temperature: float = 1.0,
              top_k: int = 0, stop_ids: Iterable[int] = (), generator: torch.Generator | None = None,
              device: str | torch.device = "cpu") -> list[int]:
     """Continue `ids` by up to max_new_tokens tokens; stop early (excluding it) at any of stop_ids.
-    Returns only the new tokens. The context is cropped to the last block_size tokens."""
+    Returns only the new tokens. The context is cropped to the last block_size tokens.
+
+    A KV cache makes each new token one single-token forward: the prompt is run once (prefill), then
+    every step feeds only the token just sampled. The tokens are exactly those of re-running the
+    cropped context each step (tests/test_tiny_gpt_kvcache.py checks it)."""
     was_training = model.training
     model.eval()
     stop = set(stop_ids)
     block = model.args.block_size
-    ctx = torch.tensor([ids or [0]], dtype=torch.long, device=device)
+    ctx = list(ids or [0])
     out: list[int] = []
+    cache: KVCache | None = None
     try:
         for _ in range(max_new_tokens):
-            logits, _ = model(ctx[:, -block:], last_only=True)
+            if cache is None or cache.pos >= block:
+                # (re)prefill with the last block_size tokens. Once the context is full, GPT-2's learned
+                # positions cannot slide (every cached token would move to another position), and even
+                # RoPE's cached keys saw tokens that have left the window, so each further step re-runs
+                # the whole window, exactly as sampling without a cache does.
+                cache = KVCache(model.args.n_layer)
+                feed = ctx[-block:]
+            else:
+                feed = ctx[-1:]  # the token sampled last step; everything before it is cached
+            logits, _ = model(torch.tensor([feed], dtype=torch.long, device=device), last_only=True, cache=cache)
             nxt = sample_next(logits[0, -1], temperature, top_k, generator)
             if nxt in stop:
                 break
             out.append(nxt)
-            ctx = torch.cat([ctx, torch.tensor([[nxt]], device=ctx.device)], dim=1)
+            ctx.append(nxt)
     finally:
         model.train(was_training)
     return out

@@ -37,6 +37,36 @@ class ModelArgs:
         return asdict(self)
 
 
+class KVCache:
+    """Keys and values of every layer for the tokens seen so far, so sampling runs each new token
+    through the model once instead of re-running the whole context (see generate.generate)."""
+
+    def __init__(self, n_layer: int):
+        self.k: list[torch.Tensor | None] = [None] * n_layer
+        self.v: list[torch.Tensor | None] = [None] * n_layer
+        self.pos = 0  # tokens already cached = position of the next token
+
+    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.k[layer] is not None:
+            k = torch.cat([self.k[layer], k], dim=2)
+            v = torch.cat([self.v[layer], v], dim=2)
+        self.k[layer], self.v[layer] = k, v
+        return k, v
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache: KVCache | None, layer: int,
+           dropout_p: float) -> torch.Tensor:
+    """Causal attention of q over k, v, all (B, n_head, T, head_dim). Training (no cache) is one fused
+    causal SDPA call. With a cache, the new keys/values join the cached ones; the T new queries then
+    see every cached token and the new ones up to themselves (a bottom-right aligned causal mask)."""
+    if cache is None:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout_p)
+    k, v = cache.append(layer, k, v)
+    T, S = q.size(2), k.size(2)
+    mask = None if T == 1 else torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
 class Attention(nn.Module):
     """Causal multi-head self-attention; q, k, v come from one fused projection."""
 
@@ -50,12 +80,11 @@ class Attention(nn.Module):
         self.c_proj = nn.Linear(args.n_embd, args.n_embd, bias=args.bias)
         self.resid_drop = nn.Dropout(args.dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
         B, T, C = x.shape
         # (B, T, 3C) -> three (B, n_head, T, head_dim) tensors
         q, k, v = self.c_attn(x).view(B, T, 3, self.n_head, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
-                                           dropout_p=self.dropout if self.training else 0.0)
+        y = attend(q, k, v, cache, layer, self.dropout if self.training else 0.0)
         y = y.transpose(1, 2).reshape(B, T, C)  # heads side by side again
         return self.resid_drop(self.c_proj(y))
 
@@ -79,8 +108,8 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(args.n_embd, bias=args.bias)
         self.mlp = FeedForward(args)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x))
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), cache, layer)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -126,17 +155,21 @@ class TinyGPT(nn.Module):
         T = seq_len or a.block_size
         return 6 * self.num_params(non_embedding=True) + 12 * a.n_layer * a.n_embd * T
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
-                last_only: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, last_only: bool = False,
+                cache: KVCache | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """idx (B, T) token ids -> logits (B, T, vocab) and, given targets (B, T), the mean cross-entropy.
-        last_only computes logits for the final position only (what sampling needs)."""
+        last_only computes logits for the final position only (what sampling needs).
+        cache (sampling only): idx are the tokens that follow the cache's; their keys/values are added."""
         B, T = idx.shape
-        if T > self.args.block_size:
-            raise ValueError(f"sequence of {T} tokens is longer than block_size {self.args.block_size}")
-        pos = torch.arange(T, device=idx.device)
+        start = cache.pos if cache is not None else 0  # position of idx[:, 0]
+        if start + T > self.args.block_size:
+            raise ValueError(f"sequence of {start + T} tokens is longer than block_size {self.args.block_size}")
+        pos = torch.arange(start, start + T, device=idx.device)
         x = self.drop(self.wte(idx) + self.wpe(pos))
-        for block in self.h:
-            x = block(x)
+        for i, block in enumerate(self.h):
+            x = block(x, cache, i)
+        if cache is not None:
+            cache.pos += T
         x = self.ln_f(x)
         if last_only and targets is None:
             return self.lm_head(x[:, -1:, :]), None
