@@ -124,7 +124,7 @@ def train(cfg: TinyGPTConfig, log: Callable[[str], None] = print, interrupt_at: 
         # ---------------------------------------------------------------- model and optimizer
         model_args = ModelArgs(vocab_size=tok.vocab_size, block_size=cfg.block_size, n_layer=cfg.n_layer,
                                n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=cfg.dropout, bias=cfg.bias,
-                               zero_init_proj=cfg.zero_init_proj)
+                               zero_init_proj=cfg.zero_init_proj, block=cfg.block, mlp_act=cfg.mlp_act)
         model = TinyGPT(model_args).to(rt.device)
         optimizer = make_optimizer(model, cfg)
         scaler = torch.amp.GradScaler("cuda" if rt.device_type == "cuda" else "cpu", enabled=rt.dtype == torch.float16)
@@ -214,8 +214,8 @@ def train(cfg: TinyGPTConfig, log: Callable[[str], None] = print, interrupt_at: 
             f"{torch.get_num_threads()} | compile {cfg.compile}" + (f" | DDP rank {rt.rank}/{rt.world_size}" if rt.ddp else ""))
         say(f"tokenizer {tok.kind}, vocab {tok.vocab_size} | train {len(data.train):,} tokens "
             f"({data.train_chars_per_token:.2f} chars/token) | val {len(data.val):,} tokens")
-        say(f"model: {n:,} parameters ({n / 1e6:.2f}M; {model.num_params(non_embedding=True):,} without position "
-            f"embeddings) | {cfg.n_layer} layers, {cfg.n_head} heads, n_embd {cfg.n_embd}, block {cfg.block_size}")
+        say(f"model: {n:,} parameters ({n / 1e6:.2f}M; {model.num_params(non_embedding=True):,} without "
+            f"lookup tables) | {cfg.block} blocks: {cfg.n_layer} layers, {cfg.n_head} heads, n_embd {cfg.n_embd}, block {cfg.block_size}")
         fused = any(g.get("fused") for g in optimizer.param_groups)
         how = "max_iters" if cfg.max_iters is not None else f"{cfg.epochs:g} epochs"
         say(f"{max_iters} iterations ({how}; {sampler.tokens_per_epoch / tokens_per_iter:.1f} iterations/epoch) x "
@@ -392,7 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--sample", metavar="PROMPT", nargs="?", const=None, default=argparse.SUPPRESS,
                       help="print num_samples continuations of PROMPT (default: the config's prompt) and exit")
     mode.add_argument("--chat", action="store_true", help="chat with the model on stdin/stdout; it answers as you")
-    mode.add_argument("--export-hf", metavar="DIR", help="write a transformers GPT2LMHeadModel folder and exit")
+    mode.add_argument("--export-hf", metavar="DIR", help="write a transformers folder and exit (GPT2LMHeadModel; "
+                      "Qwen3ForCausalLM for block=modern)")
     p.add_argument("--checkpoint", metavar="FILE", help="checkpoint for --sample/--chat/--export-hf "
                    "(default: out_dir/best.pt, else out_dir/last.pt)")
     return p

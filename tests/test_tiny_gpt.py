@@ -288,8 +288,8 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path, monke
     calls = {"n": 0}
     real_forward = TinyGPT.forward
 
-    def poisoned(self, idx, targets=None, last_only=False):
-        logits, loss = real_forward(self, idx, targets, last_only)
+    def poisoned(self, idx, targets=None, last_only=False, cache=None):
+        logits, loss = real_forward(self, idx, targets, last_only, cache)
         if targets is not None and self.training:
             calls["n"] += 1
             if calls["n"] > 6:

@@ -10,7 +10,7 @@ from graftkit.tiny_gpt.generate import generate
 from graftkit.tiny_gpt.model import KVCache, ModelArgs, TinyGPT
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-BLOCKS = ["gpt2"]
+BLOCKS = ["gpt2", "modern"]
 
 
 def random_model(block: str, seed: int = 0) -> TinyGPT:

@@ -16,7 +16,7 @@ import torch
 
 from ..checkpoint import load_checkpoint
 from ..errors import UserError
-from .config import MODEL_KEYS, TinyGPTConfig
+from .config import MODEL_KEY_DEFAULTS, MODEL_KEYS, TinyGPTConfig
 from .model import ModelArgs, TinyGPT
 from .tokenizer import TinyTokenizer, tokenizer_from_json
 
@@ -40,8 +40,9 @@ def check_resumable(ckpt: dict[str, Any], cfg: TinyGPTConfig, tok: TinyTokenizer
             f"from the one this checkpoint was trained with (vocab {saved_tok.get('vocab_size')}, sha256 "
             f"{str(saved_tok.get('sha256'))[:12]}); restore that tokenizer, use another out_dir, or "
             f"init_from=scratch", path)
-    saved_args = ckpt["model_args"]
-    diffs = [f"{k}={saved_args[k]!r} (config says {getattr(cfg, k)!r})" for k in MODEL_KEYS
+    saved_args = {**MODEL_KEY_DEFAULTS, **ckpt["model_args"]}
+    keys = [k for k in MODEL_KEYS if k != "mlp_act" or cfg.block == "modern"]  # gpt2 has no mlp_act
+    diffs = [f"{k}={saved_args[k]!r} (config says {getattr(cfg, k)!r})" for k in keys
              if saved_args.get(k) != getattr(cfg, k)]
     if diffs:
         raise UserError(f"checkpoint was trained with {', '.join(diffs)}; use another out_dir or "

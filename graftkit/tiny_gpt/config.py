@@ -45,6 +45,10 @@ class TinyGPTConfig:
     dropout: float = _h(0.0, "dropout probability (0.0-0.2); > 0 helps only when val loss rises while train loss falls, "
                         "and on CPU it about halves the speed", range=(0.0, 1.0))
     bias: bool = _h(False, "biases in Linear and LayerNorm layers like GPT-2 (false is a bit faster)")
+    block: Literal["gpt2", "modern"] = _h(
+        "gpt2", "gpt2: GPT-2 blocks (exports to GPT2LMHeadModel); modern: RMSNorm, RoPE, QK-norm, gated ReLU^2 MLP, "
+        "untied zero-init head (exports to Qwen3ForCausalLM)")
+    mlp_act: Literal["relu2", "silu"] = _h("relu2", "block=modern only: activation of the gated MLP (relu2 or silu)")
     zero_init_proj: bool = _h(True, "start each block's output projections at zero: every block begins as the "
                               "identity (lower loss at equal steps, free)")
     # --- optimiser and schedule ---
@@ -144,6 +148,8 @@ class TinyGPTConfig:
              f"device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
         need(self.backend in ("auto", "nccl", "gloo"), f"backend must be auto, nccl or gloo, got {self.backend!r}")
         need(bool(self.out_dir), "out_dir must not be empty")
+        need(not (self.block == "modern" and self.bias),
+             "block=modern has no biases (Qwen3's layout, which it exports to); set bias=false")
         need(self.muon_lr > 0, f"muon_lr must be > 0, got {self.muon_lr}")
         need(0 <= self.muon_momentum < 1, f"muon_momentum must be in [0, 1), got {self.muon_momentum}")
         need(0 < self.cooldown_frac <= 1, f"cooldown_frac must be in (0, 1], got {self.cooldown_frac}")
@@ -169,4 +175,6 @@ class TinyGPTConfig:
                                   f"to a folder for last.pt, best.pt and metrics.jsonl")
 
 
-MODEL_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "bias")
+MODEL_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "bias", "block", "mlp_act")
+# what checkpoints saved before a key existed were trained with
+MODEL_KEY_DEFAULTS = {"block": "gpt2", "mlp_act": "relu2"}
