@@ -1,16 +1,19 @@
 #!/usr/bin/env python
 """Benchmark train_lora.py (packing) against a plain TRL + PEFT script (padding), same model, data, settings.
 
+    python bench/bench_lora.py --model smollm2 --conversations 12 --val-conversations 4 --max-length 512 --repeats 2
     python bench/bench_lora.py                    # SmolLM2-135M if cached/downloadable, else the tiny model
-    python bench/bench_lora.py --model smollm2 --conversations 24 --batch 4 --max-length 1024 --repeats 2
     python bench/bench_lora.py --model tiny --conversations 48 --val-conversations 8 --max-length 2048
 
-SmolLM2 at max length 1024 needs ~2 min per step on 2 shared CPU cores (one run is several steps);
-use a quiet machine or fewer conversations.
+The first line is the recommended SmolLM2 run (results and the levers: bench/NOTES_lora.md). It took
+~25 min of wall time per repeat on 2 cores shared with two other jobs, ~13 min of CPU time; on 2
+quiet cores the two repeats should take ~12-15 min. Each script runs with its own defaults:
+train_lora.py with lora_config.yaml's (checkpointing auto: off on CPU when memory allows), the plain
+script with TRL's (checkpointing on); `--gradient-checkpointing on|off` forces both.
 
 CPU: the two scripts run interleaved in ABBA order (ours, plain, plain, ours, ...), each as
 `python <script>` in a fresh process, and each trains one epoch over the same conversations with
-the same hyperparameters (batch, lr, LoRA, max length, gradient checkpointing on as both default).
+the same hyperparameters (batch, lr, LoRA, max length; gradient checkpointing as each script defaults).
 The plain script is TRL's default data path (`assistant_only_loss`, padded batches, no packing);
 ours packs conversations into rows of max_length tokens (packing: auto). Per run: useful tokens/s
 (label tokens, i.e. the person's reply tokens the loss covers, over the Trainer's train_runtime;

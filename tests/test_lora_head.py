@@ -83,3 +83,28 @@ def test_only_reply_tokens_move_the_loss(loaded):
         first = int((batch["labels"][0] != IGNORE).nonzero()[0])
         other["labels"][0, first] = IGNORE  # one reply token fewer
         assert float(reply_only_loss(loaded.model, other)) != base
+
+
+def test_checkpointing_auto_follows_the_memory_a_step_needs(monkeypatch):
+    """auto: off on CPU when a step's estimated activations fit in a quarter of free memory, else on; CUDA: on."""
+    from types import SimpleNamespace
+
+    from graftkit.config import load_config
+    from graftkit.lora import train
+    from graftkit.lora.config import LoraTrainConfig
+    from test_lora import ROOT
+
+    smol = SimpleNamespace(num_hidden_layers=30, hidden_size=576, intermediate_size=1536)
+    model = SimpleNamespace(config=SimpleNamespace(get_text_config=lambda: smol))
+    cfg = load_config(LoraTrainConfig, ROOT / "lora_config.yaml", ["max_seq_length=1024"])
+    assert cfg.gradient_checkpointing == "auto"  # the shipped default
+    need = 2 * 1024 * 4 * 30 * (12 * 576 + 4 * 1536)  # two rows of 1024 tokens: ~3.2 GB
+    monkeypatch.setattr(train, "available_memory", lambda: 16 << 30)
+    assert train.resolve_checkpointing(cfg, model, cuda=False, rows_per_step=2) is False
+    assert train.resolve_checkpointing(cfg, model, cuda=True, rows_per_step=2) is True
+    monkeypatch.setattr(train, "available_memory", lambda: 4 * need - 1)
+    assert train.resolve_checkpointing(cfg, model, cuda=False, rows_per_step=2) is True
+    assert train.resolve_checkpointing(cfg, model, cuda=False, rows_per_step=1) is False
+    cfg.gradient_checkpointing = False  # an explicit choice wins
+    monkeypatch.setattr(train, "available_memory", lambda: 0)
+    assert train.resolve_checkpointing(cfg, model, cuda=False, rows_per_step=2) is False
