@@ -39,8 +39,8 @@ from graftkit.lora.data import (PackedCollator, check_response_part, encode_samp
 from graftkit.lora.export import GGUF_NEEDS, save_adapter, save_gguf, save_merged
 from graftkit.lora.presets import resolve_model_id
 from graftkit.lora.train import (StopOnInterrupt, check_output_dir, count_tokens, pack_for_steps, pick_optim,
-                                 resolve_packing, resolve_resume, resume_error, step_of, summarize, trainer_classes,
-                                 uses_flash_attention)
+                                 resolve_checkpointing, resolve_packing, resolve_resume, resume_error, step_of,
+                                 summarize, trainer_classes, uses_flash_attention)
 
 # transformers, trl, peft, datasets and torch are imported inside the functions below, after the backend is
 # chosen: on the Unsloth branch `import unsloth` must run first (it patches them), and --help stays instant.
@@ -139,8 +139,11 @@ def build_trainer(cfg: LoraTrainConfig, loaded: Loaded, train_rows: list[dict], 
     bf16 = cuda and torch.cuda.is_bf16_supported()
     extra: dict[str, Any] = {}
     if loaded.backend == "peft":
-        extra["gradient_checkpointing"] = cfg.gradient_checkpointing
-        if cfg.gradient_checkpointing:
+        checkpointing = resolve_checkpointing(cfg, loaded.model, cuda, train_batch or cfg.batch_size)
+        if cfg.gradient_checkpointing == "auto":
+            say(f"gradient checkpointing {'on' if checkpointing else 'off'} (auto)")
+        extra["gradient_checkpointing"] = checkpointing
+        if checkpointing:
             extra["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
     else:  # Unsloth's get_peft_model already set its own ("unsloth") checkpointing up; TRL must not redo it
         extra["gradient_checkpointing"] = False
@@ -170,13 +173,15 @@ def build_trainer(cfg: LoraTrainConfig, loaded: Loaded, train_rows: list[dict], 
     if early:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience,
                                                early_stopping_threshold=cfg.early_stopping_threshold))
-    return GraftTrainer(
+    trainer = GraftTrainer(
         model=loaded.model, args=args, processing_class=loaded.tokenizer,
         data_collator=PackedCollator(loaded.tokenizer.pad_token_id, flatten=uses_flash_attention(loaded.model),
                                      pad_to_multiple_of=8 if cuda else None),
         train_dataset=Dataset.from_list(train_rows),
         eval_dataset=Dataset.from_list(val_rows) if has_val else None, callbacks=callbacks,
     )
+    trainer.reply_only_head = not cuda  # CPU: LM head on the reply tokens only (TRL's fused head is compact on CUDA)
+    return trainer
 
 
 # ----------------------------------------------------------------------------------------------------------

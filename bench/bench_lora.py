@@ -1,16 +1,19 @@
 #!/usr/bin/env python
 """Benchmark train_lora.py (packing) against a plain TRL + PEFT script (padding), same model, data, settings.
 
+    python bench/bench_lora.py --model smollm2 --conversations 12 --val-conversations 4 --max-length 512 --repeats 2
     python bench/bench_lora.py                    # SmolLM2-135M if cached/downloadable, else the tiny model
-    python bench/bench_lora.py --model smollm2 --conversations 24 --batch 4 --max-length 1024 --repeats 2
     python bench/bench_lora.py --model tiny --conversations 48 --val-conversations 8 --max-length 2048
 
-SmolLM2 at max length 1024 needs ~2 min per step on 2 shared CPU cores (one run is several steps);
-use a quiet machine or fewer conversations.
+The first line is the recommended SmolLM2 run (results and the levers: bench/NOTES_lora.md). It took
+~25 min of wall time per repeat on 2 cores shared with two other jobs, ~13 min of CPU time; on 2
+quiet cores the two repeats should take ~12-15 min. Each script runs with its own defaults:
+train_lora.py with lora_config.yaml's (checkpointing auto: off on CPU when memory allows), the plain
+script with TRL's (checkpointing on); `--gradient-checkpointing on|off` forces both.
 
 CPU: the two scripts run interleaved in ABBA order (ours, plain, plain, ours, ...), each as
 `python <script>` in a fresh process, and each trains one epoch over the same conversations with
-the same hyperparameters (batch, lr, LoRA, max length, gradient checkpointing on as both default).
+the same hyperparameters (batch, lr, LoRA, max length; gradient checkpointing as each script defaults).
 The plain script is TRL's default data path (`assistant_only_loss`, padded batches, no packing);
 ours packs conversations into rows of max_length tokens (packing: auto). Per run: useful tokens/s
 (label tokens, i.e. the person's reply tokens the loss covers, over the Trainer's train_runtime;
@@ -187,7 +190,11 @@ def run_cpu(args: argparse.Namespace, model: Path, gguf: str, pad: str, data: Pa
     plain_py, eval_py = CACHE / "plain_trl_peft.py", CACHE / "eval_adapter.py"
     plain_py.write_text(PLAIN, encoding="utf-8")
     eval_py.write_text(EVAL, encoding="utf-8")
-    gc = "true" if args.gradient_checkpointing else "false"
+    # ours: lora_config.yaml's gradient_checkpointing (auto) unless --gradient-checkpointing on/off; plain: TRL's
+    # default (on) unless on/off
+    ours_gc = ([] if args.gradient_checkpointing == "defaults"
+               else [f"gradient_checkpointing={str(args.gradient_checkpointing == 'on').lower()}"])
+    plain_gc = args.gradient_checkpointing != "off"
     runs: dict[str, list[dict]] = {"ours": [], "plain": []}
     for rep in range(args.repeats):
         # ABBA order (ours, plain, plain, ours, ...): a slow drift of the machine's load hits both alike
@@ -197,12 +204,12 @@ def run_cpu(args: argparse.Namespace, model: Path, gguf: str, pad: str, data: Pa
             out.mkdir(parents=True)
             if name == "ours":
                 cmd = ours_cmd(model, gguf, data, out, 0, args.batch, args.max_length, args.seed,
-                               f"gradient_checkpointing={gc}", f"packing={args.packing}")
+                               f"packing={args.packing}", *ours_gc)
             else:
                 spec = {"model": str(model), "gguf_file": gguf, "data": str(data), "out": str(out),
                         "batch": args.batch, "max_length": args.max_length, "seed": args.seed,
                         "template": CHATML_TEMPLATE, "pad": pad, "save_steps": SAVE_STEPS,
-                        "gradient_checkpointing": args.gradient_checkpointing}
+                        "gradient_checkpointing": plain_gc}
                 cmd = [sys.executable, str(plain_py), json.dumps(spec)]
             rc, wall, rss, faults = timed(cmd, CACHE / f"{name}_{rep}.log")
             if rc != 0:
@@ -267,8 +274,9 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=4, help="batch size (conversations per step for the plain script)")
     ap.add_argument("--max-length", type=int, default=1024, help="max_seq_length / max_length")
     ap.add_argument("--packing", default="auto", help="train_lora.py packing key (auto, true, false)")
-    ap.add_argument("--no-gradient-checkpointing", dest="gradient_checkpointing", action="store_false",
-                    help="both scripts without gradient checkpointing (faster on CPU, more memory)")
+    ap.add_argument("--gradient-checkpointing", choices=["defaults", "on", "off"], default="defaults",
+                    help="defaults: each script's own default (train_lora.py: lora_config.yaml's auto, off on CPU "
+                         "when memory allows; plain TRL: on); on / off: force both")
     ap.add_argument("--seed", type=int, default=3407)
     ap.add_argument("--gpu-model", default="qwen2.5-0.5b", help="base_model for the CUDA unsloth-vs-peft comparison")
     ap.add_argument("--gpu-steps", type=int, default=30)

@@ -66,8 +66,9 @@ class LoraTrainConfig:
                                    "layers to adapt; add gate_proj, up_proj, down_proj for the MLP too")
     use_rslora: bool = _f(False, "rank-stabilized LoRA (scale alpha/sqrt(r) instead of alpha/r)")
     # training
-    gradient_checkpointing: bool = _f(True, "recompute activations to save memory (Unsloth's variant on GPU); "
-                                            "slower on CPU")
+    gradient_checkpointing: bool | Literal["auto"] = _f(
+        "auto", "recompute activations in the backward pass to save memory (Unsloth's variant on GPU); auto: on with "
+                "CUDA, off on CPU when a step's activations fit in a quarter of the free memory; true; false")
     epochs: int = _f(1, "passes over the training data (1-3)", range=(1, 10000))
     max_steps: int = _f(0, "stop after this many optimizer steps (0 = use epochs; e.g. 30 for a quick run)",
                         range=(0, None))

@@ -68,6 +68,39 @@ def pick_optim(cfg: LoraTrainConfig, cuda: bool) -> str:
     return "adamw_8bit" if cuda and cfg.load_in_4bit and importlib.util.find_spec("bitsandbytes") else "adamw_torch"
 
 
+def resolve_checkpointing(cfg: LoraTrainConfig, model: Any, cuda: bool, rows_per_step: int) -> bool:
+    """`gradient_checkpointing: auto`: on with CUDA; on CPU off when one step's activations fit in a quarter of the
+    free memory.
+
+    Recomputing every layer's forward in the backward pass costs about a third of a LoRA step on CPU
+    (frozen weights: the backward is one matmul per layer, like the forward). Kept activations are estimated
+    at 4 bytes x layers x (12 x hidden + 4 x intermediate) per token, an upper bound of what a Llama-style
+    layer keeps in fp32 (SmolLM2-135M: ~1.6 MB per token, ~3.2 GB for two 1024-token rows; Qwen2.5-0.5B:
+    ~2.9 MB per token). With less memory free, checkpointing stays on.
+    """
+    if cfg.gradient_checkpointing != "auto":
+        return bool(cfg.gradient_checkpointing)
+    if cuda:
+        return True
+    c = model.config.get_text_config()
+    per_token = 4 * c.num_hidden_layers * (12 * c.hidden_size + 4 * (c.intermediate_size or 4 * c.hidden_size))
+    return rows_per_step * cfg.max_seq_length * per_token > available_memory() / 4
+
+
+def available_memory() -> int:
+    """Bytes the OS can still hand out (MemAvailable on Linux, free pages elsewhere; 0 when unknown)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
 def uses_flash_attention(model: Any) -> bool:
     return "flash" in str(getattr(getattr(model, "config", None), "_attn_implementation", "") or "")
 
@@ -123,6 +156,29 @@ class StopOnInterrupt:
             signal.signal(signal.SIGINT, old)
 
 
+def reply_only_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
+    """Next-token cross-entropy over the labelled (reply) positions only, without full-vocabulary logits elsewhere.
+
+    The LM head (hidden x vocabulary, 576 x 49152 on SmolLM2-135M: a fifth of its weights) and the softmax
+    over the vocabulary would otherwise run at every position, although only the person's reply tokens
+    carry a loss. transformers' `logits_to_keep` takes a boolean (batch, seq) mask and projects only
+    those hidden states, so the forward still goes through the top-level model (PEFT, DDP, TRL's
+    patched forward). Same value as the full computation: the sum over reply tokens divided by
+    `num_items_in_batch` (the Trainer's count over the accumulated micro-batches), else by their count.
+    """
+    import torch
+
+    labels = inputs["labels"]
+    keep = torch.zeros_like(labels, dtype=torch.bool)
+    keep[:, :-1] = labels[:, 1:] != IGNORE  # position t predicts token t+1
+    fwd = {k: v for k, v in inputs.items() if k != "labels"}
+    logits = model(**fwd, use_cache=False, logits_to_keep=keep).logits  # (number of reply tokens, vocabulary)
+    targets = labels[:, 1:][keep[:, :-1]]
+    loss = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum")
+    denom = num_items_in_batch if num_items_in_batch is not None else targets.numel()
+    return loss / torch.as_tensor(denom, device=loss.device).clamp(min=1)
+
+
 def trainer_classes():
     """SFTTrainer subclass (perplexity next to eval loss) and the metrics callback, imported late."""
     from transformers import TrainerCallback
@@ -133,14 +189,29 @@ def trainer_classes():
 
         label_tokens = 0
         input_tokens = 0
+        reply_only_head = False  # build_trainer sets it on CPU: see reply_only_loss
 
-        def compute_loss(self, model, inputs, *args: Any, **kwargs: Any):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            mask = inputs.get("attention_mask")
+            computed = int(mask.sum()) if mask is not None else int(
+                (inputs["input_ids"] != self.processing_class.pad_token_id).sum())
             if model.training:
                 self.label_tokens += int((inputs["labels"][:, 1:] != IGNORE).sum())
-                mask = inputs.get("attention_mask")
-                self.input_tokens += int(mask.sum()) if mask is not None else int(
-                    (inputs["input_ids"] != self.processing_class.pad_token_id).sum())
-            return super().compute_loss(model, inputs, *args, **kwargs)
+                self.input_tokens += computed
+            if not self.reply_only_head or return_outputs:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            # TRL's own head on CPU scores every position (pads too) and adds entropy / top-1 metrics over the
+            # full vocabulary each step; this one scores the reply tokens only (no entropy/accuracy metrics)
+            loss = reply_only_loss(model, inputs, num_items_in_batch)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * self.accelerator.num_processes  # as TRL / Trainer: DDP averages the gradients
+            mode = "train" if model.training else "eval"
+            if mode == "train":  # TRL's num_tokens metric (tokens computed, summed over ranks)
+                import torch
+
+                self._total_train_tokens += int(self.accelerator.gather_for_metrics(torch.tensor(computed)).sum())
+            self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+            return loss
 
         def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
             if "eval_loss" in logs:
