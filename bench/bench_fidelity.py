@@ -8,7 +8,7 @@
 
 The control is built exactly as the sample (scripts/make_sample_data.py --control: the same chitchat
 dataset, the same size and WhatsApp format) but from chats Sam is not in, with "me" a random side of
-each chat, so "me" is hundreds of different people. Both go through prepare_training_data.py,
+each chat and each person in at most two chats, so "me" is hundreds of different people. Both go through prepare_training_data.py,
 train_tiny_gpt.py (tiny_gpt_config.yaml, same settings) and evaluate_persona.py (same seed and
 threads). A persona number is valid when it is clearly above chance for Sam and near chance for the
 control (speaker AUC within 0.45-0.60, hits@1 within 2 points of chance, persona gap and authorship

@@ -11,8 +11,8 @@ real parse -> split -> train path. Partner ids are replaced by invented first na
     python scripts/make_sample_data.py /tmp/cc/chitchat_dataset-0.9.0-py3-none-any.whl --control
 
 --control builds the persona-free control set for the fidelity evaluation (bench/bench_fidelity.py):
-the same construction and size, but from chats Sam is not in, and "me" is a random side of each chat,
-so "me" is hundreds of different people. Every metric that claims to measure *the person* must be
+the same construction and size, but from chats Sam is not in, "me" a random side of each chat, and
+each person in at most two chats, so "me" is hundreds of different people. Every metric that claims to measure *the person* must be
 near chance on it (default output: training_data/control_chat).
 """
 
