@@ -13,7 +13,7 @@ Layer names follow GPT-2's (wte, wpe, h.N.ln_1, attn.c_attn, mlp.c_fc, ...) so e
 
 block="modern" (opt-in) swaps in the pieces of a 2025 decoder, each a few lines below: RMSNorm, rotary
 positions (RoPE) instead of the position table, RMSNorm on each head's q and k, a gated MLP with
-ReLU^2 (or SiLU), an untied output head, and zero-initialised output projections and head. It is laid
+SiLU (SwiGLU; or ReLU^2), an untied output head, and zero-initialised output projections and head. It is laid
 out exactly like transformers' Qwen3ForCausalLM, which it exports to (export.py).
 """
 
@@ -38,7 +38,7 @@ class ModelArgs:
     bias: bool = False
     zero_init_proj: bool = False  # start every block as the identity (see TinyGPT._init_weights)
     block: str = "gpt2"  # "gpt2" or "modern" (checkpoints from before this key are gpt2)
-    mlp_act: str = "relu2"  # modern only: the gated MLP's activation, relu2 or silu
+    mlp_act: str = "silu"  # modern only: the gated MLP's activation, silu (SwiGLU) or relu2
     rope_theta: float = 10000.0  # modern only: RoPE base
     norm_eps: float = 1e-6  # modern only: RMSNorm epsilon (Qwen3's rms_norm_eps)
 
@@ -170,8 +170,8 @@ class ModernAttention(nn.Module):
 
 
 class GatedMLP(nn.Module):
-    """down(act(gate(x)) * up(x)): the gate lets each hidden unit switch its input on or off. ReLU^2
-    (modded-nanogpt) or SiLU (SwiGLU); both are in transformers' ACT2FN, so the export is exact."""
+    """down(act(gate(x)) * up(x)): the gate lets each hidden unit switch its input on or off. SiLU
+    (SwiGLU) or ReLU^2 (modded-nanogpt); both are in transformers' ACT2FN, so the export is exact."""
 
     ACTS = {"relu2": lambda t: F.relu(t).square(), "silu": F.silu}
 
