@@ -189,14 +189,17 @@ class GatedMLP(nn.Module):
 
 # ------------------------------------------------------------------------- the model
 
+def block_norm(args: ModelArgs) -> nn.Module:
+    return rms_norm(args, args.n_embd) if args.block == "modern" else nn.LayerNorm(args.n_embd, bias=args.bias)
+
+
 class Block(nn.Module):
     def __init__(self, args: ModelArgs):
         super().__init__()
         modern = args.block == "modern"
-        norm = (lambda: rms_norm(args, args.n_embd)) if modern else (lambda: nn.LayerNorm(args.n_embd, bias=args.bias))
-        self.ln_1 = norm()
+        self.ln_1 = block_norm(args)
         self.attn = ModernAttention(args) if modern else Attention(args)
-        self.ln_2 = norm()
+        self.ln_2 = block_norm(args)
         self.mlp = GatedMLP(args) if modern else FeedForward(args)
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
@@ -215,7 +218,7 @@ class TinyGPT(nn.Module):
         self.wpe = None if modern else nn.Embedding(args.block_size, args.n_embd)  # modern: RoPE instead
         self.drop = nn.Dropout(args.dropout)
         self.h = nn.ModuleList(Block(args) for _ in range(args.n_layer))
-        self.ln_f = rms_norm(args, args.n_embd) if modern else nn.LayerNorm(args.n_embd, bias=args.bias)
+        self.ln_f = block_norm(args)
         self.lm_head = nn.Linear(args.n_embd, args.vocab_size, bias=False)
         if not modern:  # weight tying: one matrix embeds and un-embeds tokens. modern unties them (the
             self.lm_head.weight = self.wte.weight  # head then learns its own output geometry; speedrun)
