@@ -83,7 +83,7 @@ def main() -> int:
             print(f"round {r + 1} {name:9s} {sec:7.2f} s", flush=True)
         assert outs["before"] == outs["no-cache"] == outs["after"], "cached tokens differ"
     med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"median s: " + ", ".join(f"{k} {v:.2f}" for k, v in med.items()))
+    print("median s: " + ", ".join(f"{k} {v:.2f}" for k, v in med.items()))
     print(f"before/after {med['before'] / med['after']:.2f}x, no-cache/after {med['no-cache'] / med['after']:.2f}x "
           f"(all three gave identical tokens)")
     return 0

@@ -3,6 +3,7 @@
 
     python bench/bench_ttq.py --nanogpt /tmp/nanoGPT                 # 2 rounds, 240 s budget
     python bench/bench_ttq.py --rounds 3 --threads 1 --ours-budgets 80,240 --ours extra=key=value
+    python bench/bench_ttq.py --recipes                              # nanoGPT vs default vs block=modern
 
 Quality = bits per character of corpus_val.txt, scored the same way for every model here (score()):
 every val token after the first predicted once, in non-overlapping windows of the model's block_size
@@ -24,6 +25,10 @@ Each round, alternating so machine load hits both:
            budget the same way (--ours-budgets), evaluated with score() every ~1/10 of the run. Our time
            to target = training time where that val curve crosses the target (linear between evaluations).
 Ratio = nanoGPT's time / our time to reach its final bits/char. Results: bench/results/ttq.json.
+
+--recipes: each round runs nanoGPT, ours default fitted to --budget, then ours with block=modern fitted to
+each of --ours-budgets (default 80 and 240 s), in that order (alternating across rounds); --ours applies
+to all of ours. Summary keys name the recipe (default_240s, modern_80s, ...).
 """
 
 from __future__ import annotations
@@ -171,9 +176,9 @@ def worker(spec: dict) -> dict:
             "train_s": summary["train_s"], "curve": curve, "bpc": curve[-1]["bpc"]}
 
 
-def run_ours(args, budget: float, out: Path) -> dict:
+def run_ours(args, budget: float, out: Path, extra: list[str] = ()) -> dict:
     files = [f"train_file={args.train}", f"val_file={args.val}"]
-    spec = {"budget": budget, "threads": args.threads, "overrides": files + args.ours, "out": str(out)}
+    spec = {"budget": budget, "threads": args.threads, "overrides": files + args.ours + list(extra), "out": str(out)}
     p = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True,
                        env=child_env(args), cwd=ROOT)
     if p.returncode != 0:
@@ -209,6 +214,8 @@ def main() -> int:
                     help="our runs per round, each schedule fitted to this many seconds (default 80,240)")
     ap.add_argument("--threads", type=int, default=2, help="torch/OMP threads for both trainers (default 2)")
     ap.add_argument("--ours", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for our config")
+    ap.add_argument("--recipes", action="store_true", help="per round: nanoGPT, ours default at --budget, ours "
+                    "block=modern at each of --ours-budgets (compares the two recipes in one alternating run)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -223,6 +230,11 @@ def main() -> int:
     _, val = prepare_char(args.nanogpt, Path(args.train).read_text(encoding="utf-8"),
                           Path(args.val).read_text(encoding="utf-8"))
     budgets = [float(b) for b in args.ours_budgets.split(",")]
+    # (name, budget, extra overrides) of our runs in each round
+    if args.recipes:
+        runs = [("default", args.budget, [])] + [("modern", b, ["block=modern"]) for b in budgets]
+    else:
+        runs = [("ours", b, []) for b in budgets]
     rounds = []
     load0 = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench_ttq_") as tmp:
@@ -231,21 +243,22 @@ def main() -> int:
             print(f"round {r}: nanoGPT {nano['iters']} iters, {nano['train_s']:.0f} s, {nano['ms']:.0f} ms/iter "
                   f"-> {nano['bpc']:.4f} bits/char (load {os.getloadavg()[0]:.1f})", flush=True)
             row = {"nanogpt": nano, "ours": []}
-            for b in budgets:
-                o = run_ours(args, b, Path(tmp) / f"r{r}_ours{b:g}")
+            for name, b, extra in runs:
+                o = run_ours(args, b, Path(tmp) / f"r{r}_{name}{b:g}", extra)
+                o["recipe"] = name
                 o["time_to_target_s"] = t = time_to(o["curve"], nano["bpc"])
                 o["ratio"] = None if t is None else (nano["train_s"] / t if t > 0 else math.inf)
                 row["ours"].append(o)
-                print(f"round {r}: ours fitted to {b:g} s: {o['iters']} iters, {o['train_s']:.0f} s, "
+                print(f"round {r}: {name} fitted to {b:g} s: {o['iters']} iters, {o['train_s']:.0f} s, "
                       f"{o['ms']:.0f} ms/iter -> {o['bpc']:.4f} bits/char; reaches nanoGPT's "
                       + (f"{nano['bpc']:.4f} at {t:.0f} s ({o['ratio']:.2f}x)" if t is not None else "target: no")
                       + f" (load {os.getloadavg()[0]:.1f})", flush=True)
             rounds.append(row)
     summary = {"nanogpt_bpc": [r["nanogpt"]["bpc"] for r in rounds],
                "nanogpt_train_s": [r["nanogpt"]["train_s"] for r in rounds]}
-    for i, b in enumerate(budgets):
-        summary[f"ours_{b:g}s_bpc"] = [r["ours"][i]["bpc"] for r in rounds]
-        summary[f"ours_{b:g}s_ratio"] = [r["ours"][i]["ratio"] for r in rounds]
+    for i, (name, b, _) in enumerate(runs):
+        summary[f"{name}_{b:g}s_bpc"] = [r["ours"][i]["bpc"] for r in rounds]
+        summary[f"{name}_{b:g}s_ratio"] = [r["ours"][i]["ratio"] for r in rounds]
     best = [max((o["ratio"] or 0.0) for o in r["ours"]) for r in rounds]  # 0: never reached
     summary["best_ratio"] = best
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

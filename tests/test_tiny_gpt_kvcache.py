@@ -40,8 +40,8 @@ def no_cache_generate(model: TinyGPT, ids: list[int], n: int, temperature: float
 
 
 @pytest.mark.parametrize("block", BLOCKS)
-@pytest.mark.parametrize("prompt_len", [1, 7, 23, 40])  # 40 > block_size 24: re-prefills every step
-@pytest.mark.parametrize("temperature,top_k", [(0.0, 0), (1.0, 0), (0.9, 5)])
+@pytest.mark.parametrize("prompt_len", [1, 23, 40])  # 40 > block_size 24: re-prefills every step
+@pytest.mark.parametrize("temperature,top_k", [(0.0, 0), (0.9, 5)])
 def test_cached_tokens_equal_uncached(block, prompt_len, temperature, top_k):
     model = random_model(block)
     prompt = torch.randint(0, 61, (prompt_len,), generator=torch.Generator().manual_seed(prompt_len)).tolist()

@@ -46,9 +46,10 @@ class TinyGPTConfig:
                         "and on CPU it about halves the speed", range=(0.0, 1.0))
     bias: bool = _h(False, "biases in Linear and LayerNorm layers like GPT-2 (false is a bit faster)")
     block: Literal["gpt2", "modern"] = _h(
-        "gpt2", "gpt2: GPT-2 blocks (exports to GPT2LMHeadModel); modern: RMSNorm, RoPE, QK-norm, gated ReLU^2 MLP, "
+        "gpt2", "gpt2: GPT-2 blocks (exports to GPT2LMHeadModel); modern: RMSNorm, RoPE, QK-norm, gated SiLU MLP, "
         "untied zero-init head (exports to Qwen3ForCausalLM)")
-    mlp_act: Literal["relu2", "silu"] = _h("relu2", "block=modern only: activation of the gated MLP (relu2 or silu)")
+    mlp_act: Literal["silu", "relu2"] = _h("silu", "block=modern only: activation of the gated MLP (silu = SwiGLU, "
+                                           "or relu2)")
     zero_init_proj: bool = _h(True, "start each block's output projections at zero: every block begins as the "
                               "identity (lower loss at equal steps, free)")
     # --- optimiser and schedule ---
@@ -177,4 +178,4 @@ class TinyGPTConfig:
 
 MODEL_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "bias", "block", "mlp_act")
 # what checkpoints saved before a key existed were trained with
-MODEL_KEY_DEFAULTS = {"block": "gpt2", "mlp_act": "relu2"}
+MODEL_KEY_DEFAULTS = {"block": "gpt2", "mlp_act": "silu"}

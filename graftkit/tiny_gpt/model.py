@@ -13,7 +13,7 @@ Layer names follow GPT-2's (wte, wpe, h.N.ln_1, attn.c_attn, mlp.c_fc, ...) so e
 
 block="modern" (opt-in) swaps in the pieces of a 2025 decoder, each a few lines below: RMSNorm, rotary
 positions (RoPE) instead of the position table, RMSNorm on each head's q and k, a gated MLP with
-ReLU^2 (or SiLU), an untied output head, and zero-initialised output projections and head. It is laid
+SiLU (SwiGLU; or ReLU^2), an untied output head, and zero-initialised output projections and head. It is laid
 out exactly like transformers' Qwen3ForCausalLM, which it exports to (export.py).
 """
 
@@ -38,7 +38,7 @@ class ModelArgs:
     bias: bool = False
     zero_init_proj: bool = False  # start every block as the identity (see TinyGPT._init_weights)
     block: str = "gpt2"  # "gpt2" or "modern" (checkpoints from before this key are gpt2)
-    mlp_act: str = "relu2"  # modern only: the gated MLP's activation, relu2 or silu
+    mlp_act: str = "silu"  # modern only: the gated MLP's activation, silu (SwiGLU) or relu2
     rope_theta: float = 10000.0  # modern only: RoPE base
     norm_eps: float = 1e-6  # modern only: RMSNorm epsilon (Qwen3's rms_norm_eps)
 
@@ -170,8 +170,8 @@ class ModernAttention(nn.Module):
 
 
 class GatedMLP(nn.Module):
-    """down(act(gate(x)) * up(x)): the gate lets each hidden unit switch its input on or off. ReLU^2
-    (modded-nanogpt) or SiLU (SwiGLU); both are in transformers' ACT2FN, so the export is exact."""
+    """down(act(gate(x)) * up(x)): the gate lets each hidden unit switch its input on or off. SiLU
+    (SwiGLU) or ReLU^2 (modded-nanogpt); both are in transformers' ACT2FN, so the export is exact."""
 
     ACTS = {"relu2": lambda t: F.relu(t).square(), "silu": F.silu}
 
@@ -189,14 +189,17 @@ class GatedMLP(nn.Module):
 
 # ------------------------------------------------------------------------- the model
 
+def block_norm(args: ModelArgs) -> nn.Module:
+    return rms_norm(args, args.n_embd) if args.block == "modern" else nn.LayerNorm(args.n_embd, bias=args.bias)
+
+
 class Block(nn.Module):
     def __init__(self, args: ModelArgs):
         super().__init__()
         modern = args.block == "modern"
-        norm = (lambda: rms_norm(args, args.n_embd)) if modern else (lambda: nn.LayerNorm(args.n_embd, bias=args.bias))
-        self.ln_1 = norm()
+        self.ln_1 = block_norm(args)
         self.attn = ModernAttention(args) if modern else Attention(args)
-        self.ln_2 = norm()
+        self.ln_2 = block_norm(args)
         self.mlp = GatedMLP(args) if modern else FeedForward(args)
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
@@ -215,7 +218,7 @@ class TinyGPT(nn.Module):
         self.wpe = None if modern else nn.Embedding(args.block_size, args.n_embd)  # modern: RoPE instead
         self.drop = nn.Dropout(args.dropout)
         self.h = nn.ModuleList(Block(args) for _ in range(args.n_layer))
-        self.ln_f = rms_norm(args, args.n_embd) if modern else nn.LayerNorm(args.n_embd, bias=args.bias)
+        self.ln_f = block_norm(args)
         self.lm_head = nn.Linear(args.n_embd, args.vocab_size, bias=False)
         if not modern:  # weight tying: one matrix embeds and un-embeds tokens. modern unties them (the
             self.lm_head.weight = self.wte.weight  # head then learns its own output geometry; speedrun)
