@@ -5,9 +5,9 @@
     python bench/bench_lora.py                    # SmolLM2-135M if cached/downloadable, else the tiny model
     python bench/bench_lora.py --model tiny --conversations 48 --val-conversations 8 --max-length 2048
 
-The first line is the recommended SmolLM2 run (results and the levers: bench/NOTES_lora.md). It took
-~25 min of wall time per repeat on 2 cores shared with two other jobs, ~13 min of CPU time; on 2
-quiet cores the two repeats should take ~12-15 min. Each script runs with its own defaults:
+The first line is the recommended SmolLM2 run (results and the levers: bench/NOTES_lora.md). One
+repeat took 20 min of wall time on 2 cores shared with two other jobs and 10 min of CPU time, so the
+two repeats should take ~12-15 min on 2 quiet cores (an estimate: not timed on a quiet machine). Each script runs with its own defaults:
 train_lora.py with lora_config.yaml's (checkpointing auto: off on CPU when memory allows), the plain
 script with TRL's (checkpointing on); `--gradient-checkpointing on|off` forces both.
 
