@@ -94,6 +94,10 @@ def _coerce(value: Any, tp: Any, key: str, source: str | None) -> Any:
                 return _coerce(value, a, key, source)
             except ConfigError as e:
                 errors.append(e)
+        if len(errors) > 1:  # e.g. bool | Literal["auto"]: name every accepted form, not only the first
+            forms = [e.message.split(": ", 1)[-1].split(", got ")[0] for e in errors]
+            forms = [f.removeprefix("expected ").removeprefix("must be one of ") for f in forms]
+            raise ConfigError(f"{key}: expected {' or '.join(forms)}, got {value!r}", source)
         raise errors[0] if errors else ConfigError(f"{key}: invalid value {value!r}", source)
     if origin is typing.Literal:
         if value not in args:

@@ -66,6 +66,14 @@ def test_bad_values_are_config_errors(override, needle):
         load_config(Cfg, None, [override])
 
 
+def test_a_key_of_several_types_names_every_accepted_form():
+    from graftkit.lora.config import LoraTrainConfig
+
+    with pytest.raises(ConfigError, match=r"gradient_checkpointing: expected true or false or 'auto', got 'maybe'"):
+        load_config(LoraTrainConfig, None, ["gradient_checkpointing=maybe"])
+    assert load_config(LoraTrainConfig, None, ["gradient_checkpointing=auto"]).gradient_checkpointing == "auto"
+
+
 def test_validate_errors_carry_the_config_path(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("n_layer: 0\n")
