@@ -5,6 +5,7 @@
     python bench/bench_fidelity.py --max-iters 400      # shorter training (the same for both)
     python bench/bench_fidelity.py --reuse              # keep checkpoints already in bench/.cache/fidelity/
     python bench/bench_fidelity.py --kind lora --max-steps 60   # SmolLM2-135M LoRA instead (slow path)
+    python bench/bench_fidelity.py --kind lora --max-steps 30 --set max_seq_length=512 --max-samples 30 --pool-size 100
 
 The control is built exactly as the sample (scripts/make_sample_data.py --control: the same chitchat
 dataset, the same size and WhatsApp format) but from chats Sam is not in, with "me" a random side of
@@ -88,7 +89,7 @@ def train_lora(name: str, data: Path, args: argparse.Namespace) -> None:
         return
     extra = [f"max_steps={args.max_steps}"] if args.max_steps else []
     secs = run([sys.executable, "train_lora.py", "--config", "lora_config.yaml", *overrides(name, data, "lora"),
-                "resume=false", "save_formats=[lora]", *extra], CACHE / name / "train_lora.log",
+                "resume=false", "save_formats=[lora]", *extra, *args.set], CACHE / name / "train_lora.log",
                env={"OMP_NUM_THREADS": str(args.lora_threads)})
     print(f"trained {name} (LoRA) in {secs:.0f} s", file=sys.stderr)
 
@@ -99,7 +100,7 @@ def train(name: str, data: Path, args: argparse.Namespace) -> None:
         return
     extra = [f"max_iters={args.max_iters}"] if args.max_iters else []
     secs = run([sys.executable, "train_tiny_gpt.py", "--config", "tiny_gpt_config.yaml", *overrides(name, data),
-                "init_from=scratch", "progress=false", "num_samples=0", *extra], CACHE / name / "train.log",
+                "init_from=scratch", "progress=false", "num_samples=0", *extra, *args.set], CACHE / name / "train.log",
                env={"OMP_NUM_THREADS": str(args.threads)})
     print(f"trained {name} in {secs:.0f} s", file=sys.stderr)
 
@@ -108,7 +109,8 @@ def eval_command(name: str, data: Path, args: argparse.Namespace) -> list[str]:
     lora = args.kind == "lora"
     cmd = [sys.executable, "evaluate_persona.py", "--config", "lora_config.yaml" if lora else "tiny_gpt_config.yaml",
            "--out", str(CACHE / name / ("eval_lora" if lora else "eval")), "--seed", str(args.seed), "--threads",
-           str(args.lora_threads if lora else args.threads), "--quiet", *overrides(name, data, args.kind)]
+           str(args.lora_threads if lora else args.threads), "--quiet", "--max-samples", str(args.max_samples),
+           "--pool-size", str(args.pool_size), *overrides(name, data, args.kind)]
     model = getattr(args, f"{name}_model")
     return cmd + (["--model", model] if model else [])
 
@@ -199,6 +201,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-steps", type=int, default=0,
                     help="LoRA optimizer steps for both models (default: 0 = the config's epochs)")
     ap.add_argument("--lora-threads", type=int, default=2, help="torch threads for LoRA training and evaluation")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="extra training config overrides for both models (e.g. max_seq_length=512)")
+    ap.add_argument("--max-samples", type=int, default=100, help="evaluated contexts (default 100)")
+    ap.add_argument("--pool-size", type=int, default=300,
+                    help="messages per side for the speaker test, who-wrote-it and persona gap (default 300)")
     ap.add_argument("--parallel", action="store_true",
                     help="evaluate both at once (faster on a busy machine; the times are then not comparable)")
     args = ap.parse_args(argv)

@@ -255,6 +255,19 @@ def test_tiny_gpt_scores_every_reply_token_and_unigram_by_hand():
     assert m.generate(CTX, seed=3) == m.generate(CTX, seed=3)
 
 
+def test_tiny_gpt_generation_leaves_room_for_the_reply_so_the_prompt_runs_once():
+    from graftkit.evaluate.tiny import TinyGPTModel, render_context
+
+    model, tok = _char_tiny_gpt("heyou?ltsrcmingf\n abdjkpqvwxz" + "".join(render_context(CTX)), block_size=16)
+    calls = []
+    model.register_forward_pre_hook(lambda mod, args, kwargs: calls.append(args[0].shape[1]), with_kwargs=True)
+    m = TinyGPTModel(model, tok, max_new_tokens=6, temperature=1.0)
+    assert len(tok.encode(render_context(CTX))) > 16  # the context alone overflows the block
+    m.generate(CTX, seed=1)
+    # one prefill of block_size - max_new_tokens tokens, then one token per step: no window re-runs
+    assert calls[0] == 16 - 6 and all(t == 1 for t in calls[1:])
+
+
 # ---------------------------------------------------------------------------------------------------
 # end to end: evaluate_persona.py on a tiny Llama + LoRA adapter and on a tiny GPT checkpoint
 # ---------------------------------------------------------------------------------------------------

@@ -101,7 +101,10 @@ class TinyGPTModel:
     def generate(self, context: Sequence[Turn], seed: int = 0, role: str = "assistant") -> str:
         from ..tiny_gpt.generate import generate
 
-        prompt = self.tok.encode(render_context(context, role))
+        # keep room for the reply, as --chat does: the prompt and up to max_new_tokens then fit the model's
+        # context, so the KV cache never has to re-run a full window per new token (contexts near
+        # block_size made generation 4x slower)
+        prompt = self.tok.encode(render_context(context, role))[-max(1, self.block_size - self.max_new_tokens):]
         stop = (self.tok.them_id if role == "assistant" else self.tok.me_id, self.tok.end_id)
         new = generate(self.model, prompt, self.max_new_tokens, self.temperature, self.top_k,
                        stop_ids=stop, generator=make_generator(seed), device=self.device)
