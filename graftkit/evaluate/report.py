@@ -279,7 +279,8 @@ def render_markdown(results: dict, meta: dict) -> str:
         "",
         "- **speaker test**: score = log P(text as your turn) - log P(text as a partner's turn), no context, tuned "
         "model; AUC = P(a random message of yours scores above a random partner message), ties half.",
-        "- **who wrote it**: score = log P_tuned(text as your reply in its own conversation) - log P_reference; "
+        "- **who wrote it**: score = (log P_tuned(text as your reply in its own conversation) - log P_reference) per "
+        "token of the text; "
         "the reference is the base model (LoRA) or, for the tiny GPT whose unigram base reads no context, the "
         "tuned model scoring the same text as your partner's turn (roles swapped). A partner message is scored "
         "the same way in its own conversation with the roles swapped. hits@1 of N = the chance that your reply "
