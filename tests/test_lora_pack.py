@@ -16,8 +16,7 @@ import pytest
 
 from graftkit.errors import ConfigError, UserError
 from graftkit.lora.data import IGNORE, PackedCollator, Sample, encode_samples, pack_rows, trim_tail
-from test_lora import tiny_cfg, write_data
-from tiny_llama import make_tiny_llama
+from test_lora import env, tiny_cfg, write_data  # noqa: F401  (env: the shared tiny Llama + data fixture)
 
 CONVS = [
     [{"role": "user", "content": "movie tonight?"}, {"role": "assistant", "content": "sure, 8pm"},
@@ -27,12 +26,6 @@ CONVS = [
      {"role": "assistant", "content": "ok lol"}, {"role": "user", "content": "tomorrow?"},
      {"role": "assistant", "content": "maybe tomorrow"}],
 ]
-
-
-@pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    base = tmp_path_factory.mktemp("lora_pack")
-    return {"tiny": make_tiny_llama(base / "tiny"), "data": write_data(base / "data.jsonl"), "base": base}
 
 
 @pytest.fixture(scope="module")
