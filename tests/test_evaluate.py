@@ -206,6 +206,105 @@ def test_hf_generation_is_seeded_and_greedy_matches_transformers(hf):
     assert m.generate(CTX) == tok.decode(ref[0, ids.shape[1]:], skip_special_tokens=True).strip()
 
 
+def _packed_equals_unpacked(model, m, items) -> tuple[int, int]:
+    """Scores `items` packed and then each alone through the unpacked path (batched_nll); asserts equal
+    results and returns the input tokens each way put through the model."""
+    seen: list[int] = []
+    hook = model.register_forward_pre_hook(lambda mod, a, kw: seen.append(kw["input_ids"].numel()), with_kwargs=True)
+    try:
+        packed = m.score(items)
+        fed_packed = sum(seen)
+        m._packing_ok = False
+        alone = [m.score([it])[0] for it in items]
+    finally:
+        hook.remove()
+        m._packing_ok = True
+    for (nll_p, n_p), (nll_a, n_a) in zip(packed, alone):
+        assert n_p == n_a and nll_p == pytest.approx(nll_a, rel=1e-4, abs=1e-4)
+    return fed_packed, sum(seen) - fed_packed
+
+
+def test_hf_packed_scoring_equals_scoring_each_alone_and_reads_a_shared_context_once(hf):
+    from graftkit.evaluate.models import HFChatModel
+
+    model, tok = hf
+    m = HFChatModel(model, tok, name="t", batch_tokens=64)  # small batches: several chunks per context
+    long_ctx = CTX + [{"role": "assistant", "content": "maybe, who else is coming and when"},
+                      {"role": "user", "content": "everyone from work, around 9 or so"}]
+    cands = ["yes! at 7", "nah", "who's driving tho, i can't this time", "ok", "k", "😂😂 sure thing see u"]
+    items = [(ctx, c, "assistant") for ctx in (CTX, long_ctx) for c in cands]
+    items += [(CTX[:1], "alone here", "assistant"), (long_ctx, "as a partner", "user")]  # prompts seen once
+    fed_packed, fed_alone = _packed_equals_unpacked(model, m, items)
+    # the 6 candidates of each context share one pass over it: far fewer tokens than 6 full sequences
+    assert fed_packed < 0.5 * fed_alone
+
+
+def test_hf_scores_the_turns_of_one_conversation_reading_it_about_once(hf):
+    from graftkit.evaluate.models import HFChatModel
+
+    model, tok = hf
+    words = "sure maybe later tonight lol who else is coming around nine or ten ok".split()
+    conv = [{"role": ("user", "assistant")[i % 2], "content": " ".join(words[i % 7: i % 7 + 4])} for i in range(16)]
+    items = [(conv[:t], conv[t]["content"], conv[t]["role"]) for t in range(1, 16)]
+    full = len(tok(tok.apply_chat_template(conv, tokenize=False), add_special_tokens=False)["input_ids"])
+    for max_length in (1024, full // 2):  # the second cuts the long prompts (at multiples of max_length / 2)
+        m = HFChatModel(model, tok, name="t", max_length=max_length)
+        fed_packed, fed_alone = _packed_equals_unpacked(model, m, items)
+        assert fed_packed <= 2.5 * full < 0.5 * fed_alone  # alone, every turn re-reads all the turns before it
+
+
+def test_pack_units_hangs_nested_prompts_off_one_trunk_and_splits_full_rows():
+    from graftkit.evaluate.packing import pack_units
+
+    seqs = [([1, 2], [7, 8]), ([1, 2, 3, 4], [9]), ([1, 2, 3], [5, 5, 5]), ([1, 6], [4, 4]), ([1, 2], [3, 3])]
+    units = pack_units(seqs, row_tokens=100)
+    # [1,2] and [1,2,3] are prefixes of [1,2,3,4]: one trunk; [1,6] branches off and is its own trunk
+    assert sorted((u.trunk, sorted(i for i, _, _ in u.texts)) for u in units) == [([1, 2, 3, 4], [0, 1, 2, 4]),
+                                                                                ([1, 6], [3])]
+    trunk = next(u for u in units if u.trunk == [1, 2, 3, 4])
+    assert {i: plen for i, plen, _ in trunk.texts} == {0: 2, 1: 4, 2: 3, 4: 2}
+    assert len(trunk) == 4 + 1 + 0 + 2 + 1  # each text adds all its tokens but the last
+    small = pack_units(seqs, row_tokens=2)  # too many text tokens for one row: the trunk repeats
+    assert sum(u.trunk == [1, 2, 3, 4] for u in small) > 1
+    assert sorted(i for u in small for i, _, _ in u.texts) == [0, 1, 2, 3, 4]
+
+
+def test_hf_model_with_a_short_sliding_window_is_scored_unpacked_with_the_same_numbers(hf):
+    from graftkit.evaluate.models import HFChatModel
+
+    model, tok = hf
+    m = HFChatModel(model, tok, name="t")
+    items = [(CTX, c, "assistant") for c in ("yes! at 7", "nah", "ok")] + [(CTX[:1], "hey", "user")]
+    packed = m.score(items)
+    model.config.sliding_window = 8  # shorter than max_length: a custom 4-D mask would bypass the window
+    try:
+        assert not m._can_pack()
+        unpacked = m.score(items)
+    finally:
+        model.config.sliding_window = None
+    assert [n for _, n in packed] == [n for _, n in unpacked]
+    assert [x for x, _ in packed] == pytest.approx([x for x, _ in unpacked], rel=1e-4, abs=1e-4)
+
+
+def test_hf_batched_generation_equals_one_context_at_a_time(hf):
+    from graftkit.evaluate.models import HFChatModel
+
+    model, tok = hf
+    contexts = [CTX, CTX[:1], CTX + [{"role": "assistant", "content": "maybe"},
+                                     {"role": "user", "content": "come on, everyone is going to be there"}]]
+    m = HFChatModel(model, tok, name="t", max_new_tokens=6, temperature=0.0)
+    alone = [m.generate(c) for c in contexts]
+    limit_alone, m.hit_limit = m.hit_limit, 0
+    assert m.generate_batch(contexts, [0, 1, 2]) == alone  # left padding changes nothing
+    assert m.hit_limit == limit_alone  # replies cut at max_new_tokens are counted per context
+    assert m.generate_batch(contexts[::-1], [0, 1, 2], role="user") == [m.generate(c, role="user")
+                                                                          for c in contexts[::-1]]
+    m.temperature = 1.0  # sampled: each context draws from its own seeded generator, wherever it sits in the batch
+    batch = m.generate_batch(contexts, [7, 8, 9])
+    assert batch == m.generate_batch(contexts, [7, 8, 9])
+    assert batch[1] == m.generate(contexts[1], seed=8)
+
+
 def _char_tiny_gpt(text: str, block_size: int = 16):
     import torch
 

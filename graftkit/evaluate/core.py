@@ -24,7 +24,10 @@ What is measured, and why each number is about *the person* (or says plainly tha
 6. Style statistics with bootstrap intervals, partners and parrot as references; reply perplexity.
 
 A context is everything before one of the person's (assistant) turns with at least one partner turn
-before it; system turns kept at the front, only the last `max_context_turns` other turns kept.
+before it; system turns kept at the front, only the last `max_context_turns` other turns kept (generation
+and context fit). Who wrote it and the persona gap score each message after the whole conversation so far
+(the model cuts what does not fit its context), so the prompts of one conversation are nested and an HF
+model reads each conversation about once (HFChatModel.score).
 """
 
 from __future__ import annotations
@@ -134,7 +137,7 @@ class Scorer:
     def __call__(self, items: Sequence[Item], names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """{model: [n_items, 2] array of (summed NLL, tokens)}."""
         out = {}
-        for name in names or self.models:
+        for name in self.models if names is None else names:
             res = self.models[name].score(items, progress=self.bar)
             out[name] = np.asarray(res, dtype=float).reshape(-1, 2)
         return out
@@ -149,10 +152,11 @@ def run_evaluation(samples: Sequence[EvalSample], models: dict[str, ReplyModel],
     t0 = time.time()
     seed, n_cand = settings.seed, settings.n_candidates
     # --- the item sets -----------------------------------------------------------------------------
-    all_person = build_samples(val_convs, max_samples=None, seed=seed, max_context_turns=settings.max_context_turns)
+    # the persona items are scored after the whole conversation so far (the model cuts what does not fit): the
+    # prompts of one conversation are then nested, and an HF model reads each conversation about once
+    all_person = build_samples(val_convs, max_samples=None, seed=seed, max_context_turns=0)
     person_items = [first_message(s) for s in _subsample(all_person, settings.pool_size, seed + 1)]
-    all_partner = build_samples([swap_roles(c) for c in val_convs], max_samples=None, seed=seed,
-                                max_context_turns=settings.max_context_turns)
+    all_partner = build_samples([swap_roles(c) for c in val_convs], max_samples=None, seed=seed, max_context_turns=0)
     partner_items = [first_message(s) for s in _subsample(all_partner, settings.pool_size, seed + 2)]
     me_val, them_val = person_and_partner_texts(val_convs)
     me_speak = [(c, first_line(t)) for c, t in _subsample(turns_with_conv(val_convs, "assistant"), settings.pool_size,
@@ -182,23 +186,27 @@ def run_evaluation(samples: Sequence[EvalSample], models: dict[str, ReplyModel],
     # --- scoring (batched) ---------------------------------------------------------------------------
     fit = score(fit_items)
     fit_alone = score([([], t, "assistant") for t in fit_texts], cond)
-    own = score(own_items)
-    own_partner_voice = score(own_swapped, ["tuned"]) if "tuned" in models else {}
+    own = score(own_items, [m for m in models if m != "tuned"])
+    own_partner_voice = {}
+    if "tuned" in models:  # one call: each message and its swapped twin hang off the same conversation (packing.py)
+        both = score(own_items + own_swapped, ["tuned"])["tuned"]
+        own["tuned"], own_partner_voice["tuned"] = both[:len(own_items)], both[len(own_items):]
     speak = score(speak_items, cond) if speak_items else {}
     t_score = time.time() - t0
 
     # --- generation ---------------------------------------------------------------------------------
     t1 = time.time()
     limit_before = {name: getattr(m, "hit_limit", 0) for name, m in models.items()}
+    seeds = [sample_seed(seed, i) for i in range(len(samples))]
+    generated = {}
+    for name, role in gen_jobs:
+        key = name if role == "assistant" else "tuned_as_partner"
+        contexts = [s.context if role == "assistant" else swap_roles(s.context) for s in samples]
+        generated[key] = generate_all(models[name], contexts, seeds, role, bar.update)
     rows: list[dict] = []
     for i, s in enumerate(samples):
         row = {"conv": s.conv, "turn": s.turn, "context": s.context, "real": s.reply, "parrot": parrot[i],
-               "nll": {}, "tokens": {}}
-        for name, role in gen_jobs:
-            key = name if role == "assistant" else "tuned_as_partner"
-            ctx = s.context if role == "assistant" else swap_roles(s.context)
-            row[key] = models[name].generate(ctx, seed=sample_seed(seed, i), role=role)
-            bar.update(1)
+               "nll": {}, "tokens": {}, **{key: texts[i] for key, texts in generated.items()}}
         for name in models:
             row["nll"][name], row["tokens"][name] = float(fit[name][starts[i], 0]), int(fit[name][starts[i], 1])
         rows.append(row)
@@ -350,6 +358,20 @@ def run_evaluation(samples: Sequence[EvalSample], models: dict[str, ReplyModel],
          **{m: rows[j][m] for m in gen_names + ["parrot"]}} for j in picks
     ]
     return results, rows
+
+
+def generate_all(model: ReplyModel, contexts: Sequence[Sequence[Turn]], seeds: Sequence[int], role: str,
+                 progress: Callable[[int], None] | None = None) -> list[str]:
+    """One reply per context: all at once where the model decodes batches (HFChatModel.generate_batch),
+    else one at a time."""
+    if hasattr(model, "generate_batch"):
+        return model.generate_batch(contexts, seeds, role=role, progress=progress)
+    out: list[str] = []
+    for ctx, s in zip(contexts, seeds):
+        out.append(model.generate(ctx, seed=s, role=role))
+        if progress:
+            progress(1)
+    return out
 
 
 def first_line(text: str) -> str:

@@ -76,14 +76,16 @@ def continuation_nll(logits: torch.Tensor, prefix_len: int, target: Sequence[int
 
 
 @torch.no_grad()
-def batched_nll(forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+def batched_nll(forward: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
                 seqs: Sequence[tuple[list[int], list[int]]], *, max_tokens: int, pad_id: int = 0,
                 device: torch.device | str = "cpu", progress: Callable[[int], None] | None = None,
                 ) -> list[tuple[float, int]]:
     """Summed NLL of each target given its prompt, for many (prompt ids, target ids) pairs at once.
 
     Sequences are sorted by length (less padding) and packed into right-padded batches of at most
-    `max_tokens` tokens; `forward(ids [B, T], mask [B, T]) -> logits [B, T, V]` runs once per batch.
+    `max_tokens` tokens; `forward(ids [B, T], mask [B, T], keep [B, T]) -> logits [keep.sum(), V]` runs once
+    per batch and returns the logits of the kept (scored) positions only, in row-major order: the LM head
+    and the softmax over the vocabulary then run on the text's tokens, not on the whole context.
     Right padding never changes a causal model's logits at the real positions, so each result equals
     scoring the sequence alone. Results come back in input order.
     """
@@ -105,9 +107,9 @@ def batched_nll(forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
             ids[b, :len(p) + len(t)] = torch.tensor(p + t, dtype=torch.long)
             target[b, len(p) - 1: len(p) - 1 + len(t)] = torch.tensor(t, dtype=torch.long)
         mask = (torch.arange(longest).unsqueeze(0) < torch.tensor([len(p) + len(t) for p, t in batch]).unsqueeze(1))
-        logits = forward(ids.to(device), mask.to(device)).float().cpu()
         scored = target >= 0
-        logp = torch.log_softmax(logits[scored], dim=-1).gather(1, target[scored].unsqueeze(1)).squeeze(1)
+        logits = forward(ids.to(device), mask.to(device), scored.to(device)).float().cpu()
+        logp = torch.log_softmax(logits, dim=-1).gather(1, target[scored].unsqueeze(1)).squeeze(1)
         per_seq = torch.zeros(len(batch), dtype=torch.float64).index_add_(
             0, scored.nonzero()[:, 0], -logp.double())
         for b, i in enumerate(order[start:end]):
@@ -181,6 +183,8 @@ class HFChatModel:
         self.eot = eot
         self.stop_ids = self._stop_ids()
         self.hit_limit = 0  # generated replies cut at max_new_tokens
+        self._keep_mask_ok = True  # the model's forward takes a boolean logits_to_keep (transformers >= 5)
+        self._packing_ok = True  # the model's forward takes a 4-D attention mask (graftkit.evaluate.packing)
 
     # ---- rendering -------------------------------------------------------------------------------
     def render(self, turns: Sequence[Turn], add_generation_prompt: bool) -> str:
@@ -245,46 +249,146 @@ class HFChatModel:
         return self._encode(full[:cut]), self._encode(text + suffix)
 
     def _fit_ids(self, prompt: list[int], target: list[int]) -> tuple[list[int], list[int]]:
-        """Cut the prompt from the left (and a huge text from the right) to fit max_length."""
+        """Cut the prompt from the left (and a huge text from the right) to fit max_length.
+
+        The cut is rounded up to a multiple of half of max_length: the prompts of one long conversation
+        are then cut at the same few points and stay nested between them (each keeps at least
+        max_length / 2 - len(text) tokens of context), so `score` still reuses their KV cache."""
         target = target[: max(1, self.max_length - 1)]
-        prompt = prompt[-(self.max_length - len(target)):] or prompt[-1:]
+        over = len(prompt) + len(target) - self.max_length
+        if over > 0:
+            hop = max(1, self.max_length // 2)
+            cut = -(-over // hop) * hop
+            prompt = prompt[cut:] if cut < len(prompt) else (prompt[-(self.max_length - len(target)):] or prompt[-1:])
         return prompt, target
 
-    def _forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        with self._adapter_ctx():
-            return self.model(input_ids=ids, attention_mask=mask.long()).logits
+    def _logits(self, keep: torch.Tensor, **inputs: Any) -> torch.Tensor:
+        """The logits of the `keep` [B, T] positions only, [keep.sum(), V]: transformers' boolean `logits_to_keep`
+        runs the LM head (a fifth of SmolLM2-135M's weights) on those rows alone. A model whose forward does
+        not take it gets the full logits, indexed here."""
+        if self._keep_mask_ok:
+            try:
+                logits = self.model(**inputs, logits_to_keep=keep).logits
+                return logits if logits.dim() == 2 else logits[keep]
+            except (TypeError, IndexError, RuntimeError):
+                self._keep_mask_ok = False
+        return self.model(**inputs).logits[keep]
 
-    # ---- ReplyModel ------------------------------------------------------------------------------
+    def _forward(self, ids: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        with self._adapter_ctx():
+            return self._logits(keep, input_ids=ids, attention_mask=mask.long(), use_cache=False)
+
+    def _can_pack(self) -> bool:
+        """Packed scoring passes its own 4-D attention mask, which transformers uses as given: a model whose
+        attention is limited to a sliding window shorter than max_length would lose that limit, so it is
+        scored unpacked (batched_nll)."""
+        cfg = getattr(self.model, "config", None)
+        window = getattr(cfg, "sliding_window", None)
+        return not (window and getattr(cfg, "use_sliding_window", True) and window < self.max_length)
+
     @torch.no_grad()
     def score(self, items: Sequence[Item], progress: Callable[[int], None] | None = None) -> list[tuple[float, int]]:
+        """Summed NLL of every item, scored as trees packed into rows (graftkit.evaluate.packing): each text
+        attends to its own prompt, and the prompts of one conversation (nested), or the 10 candidates of
+        one context (shared), run once. On 2 CPU cores SmolLM2-135M computes ~400 tokens/s and each forward
+        costs ~0.1 s on top, so what matters is reading each context once, in few large forwards. Equal
+        to scoring each item alone up to float rounding."""
+        from .packing import pack_units, score_packed
+
         seqs = [self._fit_ids(*self._split(ctx, text, role)) for ctx, text, role in items]
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        return batched_nll(self._forward, seqs, max_tokens=self.batch_tokens, pad_id=pad, device=self.device,
-                           progress=progress)
+        with self._adapter_ctx():
+            if not (self._packing_ok and self._can_pack()):
+                return batched_nll(self._forward, seqs, max_tokens=self.batch_tokens, pad_id=pad, device=self.device,
+                                   progress=progress)
+            units = pack_units(seqs, row_tokens=max(self.max_length, self.batch_tokens // 2))
+            dtype = next(self.model.parameters()).dtype
+            try:
+                return score_packed(self._logits, units, len(seqs), batch_tokens=self.batch_tokens, pad_id=pad,
+                                    device=self.device, dtype=dtype, progress=progress)
+            except (TypeError, ValueError, RuntimeError, IndexError) as e:  # a model that rejects a 4-D mask
+                self._packing_ok = False
+                from ..errors import notice
+
+                notice(f"packed scoring is not supported by this model ({str(e).splitlines()[0][:120]}); "
+                       "scoring each text with its full prompt (slower)")
+                return batched_nll(self._forward, seqs, max_tokens=self.batch_tokens, pad_id=pad, device=self.device,
+                                   progress=progress)
 
     def reply_nll(self, context: Sequence[Turn], reply: str) -> tuple[float, int]:
         return self.score([(context, reply, "assistant")])[0]
 
-    @torch.no_grad()
-    def generate(self, context: Sequence[Turn], seed: int = 0, role: str = "assistant") -> str:
-        gen = make_generator(seed)
+    def _prompt_ids(self, context: Sequence[Turn], role: str) -> list[int]:
         if role == "assistant":
             _, prompt_ids = self._fit(context, self.max_new_tokens)
         else:
             prompt_ids = self._split(context, "", role)[0]
-        prompt_ids = prompt_ids[-max(1, self.max_length - self.max_new_tokens):]
-        ids = torch.tensor([prompt_ids], dtype=torch.long, device=self.device)
-        out: list[int] = []
+        return prompt_ids[-max(1, self.max_length - self.max_new_tokens):]
+
+    @torch.no_grad()
+    def generate(self, context: Sequence[Turn], seed: int = 0, role: str = "assistant") -> str:
+        return self.generate_batch([context], [seed], role)[0]
+
+    @torch.no_grad()
+    def generate_batch(self, contexts: Sequence[Sequence[Turn]], seeds: Sequence[int], role: str = "assistant",
+                       progress: Callable[[int], None] | None = None) -> list[str]:
+        """One reply per context. Contexts are sorted by prompt length and decoded together in batches of up
+        to `batch_tokens` x 4 prompt tokens (at most 64 contexts): on 2 CPU cores one decoding step of
+        SmolLM2-135M costs ~0.1 s for one context and ~0.25 s for 16. Each context samples from its own
+        generator seeded with its seed, so its reply does not depend on the batch it lands in (up to float
+        rounding of the padded matmuls); the batches depend only on the contexts, so reruns are identical."""
+        prompts = [self._prompt_ids(c, role) for c in contexts]
+        order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))
+        out: list[str] = [""] * len(prompts)
+        start = 0
+        while start < len(order):
+            end = start + 1
+            while end < len(order) and end - start < 64 and \
+                    (end - start + 1) * (len(prompts[order[end]]) + self.max_new_tokens) <= 4 * self.batch_tokens:
+                end += 1
+            idx = order[start:end]
+            for i, text in zip(idx, self._decode([prompts[i] for i in idx], [seeds[i] for i in idx])):
+                out[i] = text
+            if progress:
+                progress(len(idx))
+            start = end
+        return out
+
+    def _decode(self, prompts: list[list[int]], seeds: Sequence[int]) -> list[str]:
+        """Left-padded batch decoding with the KV cache; stops when every context has ended its turn."""
+        gens = [make_generator(s) for s in seeds]
+        n, width = len(prompts), max(len(p) for p in prompts)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        ids = torch.full((n, width), pad, dtype=torch.long)
+        mask = torch.zeros((n, width), dtype=torch.long)
+        for b, p in enumerate(prompts):
+            ids[b, width - len(p):] = torch.tensor(p, dtype=torch.long)
+            mask[b, width - len(p):] = 1
+        pos = (mask.cumsum(1) - 1).clamp(min=0)
+        out: list[list[int]] = [[] for _ in prompts]
+        done = [False] * n
         past = None
         with self._adapter_ctx():
             for _ in range(self.max_new_tokens):
-                res = self.model(input_ids=ids, use_cache=True, **{self._cache_kw: past})
+                res = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                                 position_ids=pos.to(self.device), use_cache=True, logits_to_keep=1,
+                                 **{self._cache_kw: past})
                 past = _output_cache(res)
-                tok = sample_next(res.logits[0, -1].cpu(), self.temperature, self.top_k, gen)
-                if tok in self.stop_ids:
+                logits = res.logits[:, -1].float().cpu()
+                step = []
+                for b in range(n):
+                    tok = pad
+                    if not done[b]:
+                        tok = sample_next(logits[b], self.temperature, self.top_k, gens[b])
+                        if tok in self.stop_ids:
+                            done[b] = True
+                        else:
+                            out[b].append(tok)
+                    step.append(tok)
+                if all(done):
                     break
-                out.append(tok)
-                ids = torch.tensor([[tok]], dtype=torch.long, device=self.device)
-            else:
-                self.hit_limit += 1
-        return self.tokenizer.decode(out, skip_special_tokens=True).strip()
+                ids = torch.tensor(step, dtype=torch.long).unsqueeze(1)
+                mask = torch.cat([mask, torch.ones((n, 1), dtype=torch.long)], dim=1)
+                pos = pos[:, -1:] + 1
+        self.hit_limit += done.count(False)
+        return [self.tokenizer.decode(o, skip_special_tokens=True).strip() for o in out]

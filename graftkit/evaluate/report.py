@@ -302,7 +302,8 @@ def render_markdown(results: dict, meta: dict) -> str:
         f"- **style distance** = {metrics.DISTANCE_DOC}",
         "",
         f"Settings: seed {results['settings']['seed']}, up to {results['settings']['max_context_turns']} "
-        f"context turns. All numbers are in `{METRICS_JSON}`, every reply in `{GENERATIONS_JSONL}`. With the same "
+        f"context turns for generation and context fit (who wrote it and the persona gap read the whole "
+        f"conversation so far, cut to the model's context). All numbers are in `{METRICS_JSON}`, every reply in `{GENERATIONS_JSONL}`. With the same "
         "seed, settings and thread count every output file is byte-identical when rerun.",
         "",
     ]

@@ -60,8 +60,8 @@ class TinyGPTModel:
     def _ids(self, context: Sequence[Turn], reply: str, role: str = "assistant") -> tuple[list[int], list[int]]:
         return self.tok.encode(render_context(context, role)), self.tok.encode(reply + "\n")
 
-    def _forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.model(ids)[0]  # causal: right padding cannot reach the real positions
+    def _forward(self, ids: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        return self.model(ids)[0][keep]  # causal: right padding cannot reach the real positions
 
     @torch.no_grad()
     def score(self, items: Sequence[Item], progress: Any = None) -> list[tuple[float, int]]:
