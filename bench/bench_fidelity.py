@@ -5,7 +5,7 @@
     python bench/bench_fidelity.py --max-iters 400      # shorter training (the same for both)
     python bench/bench_fidelity.py --reuse              # keep checkpoints already in bench/.cache/fidelity/
     python bench/bench_fidelity.py --kind lora --max-steps 60   # SmolLM2-135M LoRA instead (slow path)
-    python bench/bench_fidelity.py --kind lora --max-steps 30 --set max_seq_length=512 --max-samples 30 --pool-size 100
+    python bench/bench_fidelity.py --kind lora --max-steps 20 --max-samples 50 --pool-size 150   # as in README section 4
 
 The control is built exactly as the sample (scripts/make_sample_data.py --control: the same chitchat
 dataset, the same size and WhatsApp format) but from chats Sam is not in, with "me" a random side of
@@ -89,7 +89,7 @@ def train_lora(name: str, data: Path, args: argparse.Namespace) -> None:
         return
     extra = [f"max_steps={args.max_steps}"] if args.max_steps else []
     secs = run([sys.executable, "train_lora.py", "--config", "lora_config.yaml", *overrides(name, data, "lora"),
-                "resume=false", "save_formats=[lora]", *extra, *args.set], CACHE / name / "train_lora.log",
+                "resume=false", "save_formats=[lora]", "eval_on_start=false", *extra, *args.set], CACHE / name / "train_lora.log",
                env={"OMP_NUM_THREADS": str(args.lora_threads)})
     print(f"trained {name} (LoRA) in {secs:.0f} s", file=sys.stderr)
 
@@ -118,7 +118,10 @@ def eval_command(name: str, data: Path, args: argparse.Namespace) -> list[str]:
 def evaluate_all(data: dict[str, Path], args: argparse.Namespace) -> tuple[dict, dict]:
     """Evaluate the sample and the control, one after the other (or both at once with --parallel)."""
     metrics, secs = {}, {}
-    if args.parallel:
+    folder = "eval_lora" if args.kind == "lora" else "eval"
+    if args.reuse_eval and all((CACHE / name / folder / "metrics.json").is_file() for name in data):
+        secs = {name: float("nan") for name in data}  # not measured in this run
+    elif args.parallel:
         t = time.time()
         procs = {name: subprocess.Popen(eval_command(name, data[name], args), cwd=ROOT,
                                         stdout=open(CACHE / name / "eval.log", "w"), stderr=subprocess.STDOUT)
@@ -131,7 +134,6 @@ def evaluate_all(data: dict[str, Path], args: argparse.Namespace) -> tuple[dict,
         for name in data:
             secs[name] = run(eval_command(name, data[name], args), CACHE / name / "eval.log")
     for name in data:
-        folder = "eval_lora" if args.kind == "lora" else "eval"
         metrics[name] = json.loads((CACHE / name / folder / "metrics.json").read_text(encoding="utf-8"))
     return metrics, secs
 
@@ -206,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-samples", type=int, default=100, help="evaluated contexts (default 100)")
     ap.add_argument("--pool-size", type=int, default=300,
                     help="messages per side for the speaker test, who-wrote-it and persona gap (default 300)")
+    ap.add_argument("--reuse-eval", action="store_true",
+                    help="compare the evaluations already in bench/.cache/fidelity/*/eval* (run with the same settings) "
+                         "instead of evaluating again")
     ap.add_argument("--parallel", action="store_true",
                     help="evaluate both at once (faster on a busy machine; the times are then not comparable)")
     args = ap.parse_args(argv)
