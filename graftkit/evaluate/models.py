@@ -298,22 +298,21 @@ class HFChatModel:
         seqs = [self._fit_ids(*self._split(ctx, text, role)) for ctx, text, role in items]
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         with self._adapter_ctx():
-            if not (self._packing_ok and self._can_pack()):
-                return batched_nll(self._forward, seqs, max_tokens=self.batch_tokens, pad_id=pad, device=self.device,
-                                   progress=progress)
-            units = pack_units(seqs, row_tokens=max(self.max_length, self.batch_tokens // 2))
-            dtype = next(self.model.parameters()).dtype
-            try:
-                return score_packed(self._logits, units, len(seqs), batch_tokens=self.batch_tokens, pad_id=pad,
-                                    device=self.device, dtype=dtype, progress=progress)
-            except (TypeError, ValueError, RuntimeError, IndexError) as e:  # a model that rejects a 4-D mask
-                self._packing_ok = False
-                from ..errors import notice
+            if self._packing_ok and self._can_pack():
+                units = pack_units(seqs, row_tokens=max(self.max_length, self.batch_tokens // 2))
+                dtype = getattr(self.model, "dtype", None)  # the compute dtype (a 4-bit model's weights are uint8)
+                try:
+                    return score_packed(self._logits, units, len(seqs), batch_tokens=self.batch_tokens, pad_id=pad,
+                                        device=self.device, progress=progress,
+                                        dtype=dtype if dtype is not None and dtype.is_floating_point else torch.float32)
+                except (TypeError, ValueError, RuntimeError, IndexError) as e:  # a model that rejects a 4-D mask
+                    self._packing_ok = False
+                    from ..errors import notice
 
-                notice(f"packed scoring is not supported by this model ({str(e).splitlines()[0][:120]}); "
-                       "scoring each text with its full prompt (slower)")
-                return batched_nll(self._forward, seqs, max_tokens=self.batch_tokens, pad_id=pad, device=self.device,
-                                   progress=progress)
+                    notice(f"packed scoring is not supported by this model ({str(e).splitlines()[0][:120]}); "
+                           "scoring each text with its full prompt (slower)")
+            return batched_nll(self._forward, seqs, max_tokens=self.batch_tokens, pad_id=pad, device=self.device,
+                               progress=progress)
 
     def reply_nll(self, context: Sequence[Turn], reply: str) -> tuple[float, int]:
         return self.score([(context, reply, "assistant")])[0]
