@@ -182,6 +182,7 @@ class HFChatModel:
             eot = probe_eot(tokenizer, self.template_kwargs, tokenizer.eos_token)
         self.eot = eot
         self.stop_ids = self._stop_ids()
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0  # padding and finished rows
         self.hit_limit = 0  # generated replies cut at max_new_tokens
         self._keep_mask_ok = True  # the model's forward takes a boolean logits_to_keep (transformers >= 5)
         self._packing_ok = True  # the model's forward takes a 4-D attention mask (graftkit.evaluate.packing)
@@ -253,7 +254,7 @@ class HFChatModel:
 
         The cut is rounded up to a multiple of half of max_length: the prompts of one long conversation
         are then cut at the same few points and stay nested between them (each keeps at least
-        max_length / 2 - len(text) tokens of context), so `score` still reuses their KV cache."""
+        max_length / 2 - len(text) tokens of context), so `score` still packs them under one trunk."""
         target = target[: max(1, self.max_length - 1)]
         over = len(prompt) + len(target) - self.max_length
         if over > 0:
@@ -296,7 +297,7 @@ class HFChatModel:
         from .packing import pack_units, score_packed
 
         seqs = [self._fit_ids(*self._split(ctx, text, role)) for ctx, text, role in items]
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        pad = self.pad_id
         with self._adapter_ctx():
             if self._packing_ok and self._can_pack():
                 units = pack_units(seqs, row_tokens=max(self.max_length, self.batch_tokens // 2))
@@ -357,7 +358,7 @@ class HFChatModel:
         """Left-padded batch decoding with the KV cache; stops when every context has ended its turn."""
         gens = [make_generator(s) for s in seeds]
         n, width = len(prompts), max(len(p) for p in prompts)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        pad = self.pad_id
         ids = torch.full((n, width), pad, dtype=torch.long)
         mask = torch.zeros((n, width), dtype=torch.long)
         for b, p in enumerate(prompts):
