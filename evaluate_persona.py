@@ -69,9 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="seed for the sample of contexts, the per-context sampling generators and the "
                          "classifier (default: 1234)")
     ap.add_argument("--max-context-turns", type=int, default=8, metavar="N",
-                    help="turns before each reply for generation and context fit, oldest dropped first; system "
-                         "turns always kept (default: 8; 0 = all). Who wrote it and the persona gap "
-                         "read the whole conversation so far, cut to the model's context")
+                    help="turns before each reply for generation, oldest dropped first; system turns always "
+                         "kept (default: 8; 0 = all). Every scored number (who wrote it, the persona gap, context "
+                         "fit, perplexity) reads the whole conversation so far, cut to the model's context")
     ap.add_argument("--examples", type=int, default=5, metavar="N",
                     help="side-by-side examples in the report (default: 5)")
     ap.add_argument("--candidates", type=int, default=10, metavar="N",

@@ -530,3 +530,51 @@ def test_end_to_end_tiny_gpt_is_deterministic(tmp_path, capsys):
     assert evaluate_persona.main(["--config", str(bad_yaml), "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and "bad.yaml" in err[0]
+
+
+class _RecordingModel:
+    """A ReplyModel that records what it is asked to score (the scores are a hash of the text)."""
+
+    has_speaker = True
+
+    def __init__(self, name: str):
+        self.name, self.calls = name, []
+
+    def score(self, items, progress=None):
+        self.calls.append(list(items))
+        return [(float(sum(map(ord, text)) % 97) / 10 + 1, max(1, len(text.split()))) for _, text, _ in items]
+
+    def generate(self, context, seed: int = 0, role: str = "assistant") -> str:
+        return f"reply {seed % 7}"
+
+
+def test_context_fit_hangs_off_the_persona_trees_and_scores_first_messages():
+    """Context fit and reply perplexity are scored in the same call as the persona items, after the whole
+    conversation so far, so each fit context is a persona item's context (HFChatModel.score then reads it
+    once): the LoRA evaluation's cost is the held-out conversations, not the 100 contexts again."""
+    from graftkit.evaluate.core import EvalSettings, context_before, run_evaluation
+
+    rng = random.Random(0)
+    convs = []
+    for _ in range(8):
+        conv = [{"role": "system", "content": "be nice"}]
+        for _ in range(rng.randint(2, 5)):
+            conv.append({"role": "user", "content": " ".join(rng.choices(THEM_WORDS, k=4))})
+            conv.append({"role": "assistant", "content": " ".join(rng.choices(ME_WORDS, k=3)) + "\nsecond line"})
+        convs.append(conv)
+    models = {"base": _RecordingModel("base"), "tuned": _RecordingModel("tuned")}
+    samples = build_samples(convs, max_samples=6, seed=1, max_context_turns=2)
+    run_evaluation(samples, models, EvalSettings(max_samples=6, max_context_turns=2, pool_size=0, n_boot=20),
+                   train_convs=convs, val_convs=convs, progress=False)
+    for model in models.values():
+        tree_call = model.calls[0]  # persona items (+ the tuned model's swapped twins), fit candidates, whole replies
+        tail = len(samples) * (10 + 1)  # 10 candidates per context (enough replies here), then the whole reply
+        persona_ctx = {json.dumps(ctx) for ctx, _, _ in tree_call[:-tail]}
+        for i, s in enumerate(samples):
+            full = context_before(convs[s.conv], s.turn)
+            assert json.dumps(full) in persona_ctx  # the fit context is a persona item's context: same tree
+            fit = tree_call[len(tree_call) - tail + 10 * i:len(tree_call) - tail + 10 * (i + 1)]
+            assert all(ctx == full and "\n" not in text for ctx, text, _ in fit)  # first messages only
+            assert fit[0][1] == s.reply.splitlines()[0]  # the real reply's first message comes first
+            assert tree_call[len(tree_call) - len(samples) + i] == (full, s.reply, "assistant")  # perplexity
+        assert len(samples[0].context) <= 3  # generation keeps its short window (system + 2 turns)

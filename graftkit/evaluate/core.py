@@ -24,10 +24,11 @@ What is measured, and why each number is about *the person* (or says plainly tha
 6. Style statistics with bootstrap intervals, partners and parrot as references; reply perplexity.
 
 A context is everything before one of the person's (assistant) turns with at least one partner turn
-before it; system turns kept at the front, only the last `max_context_turns` other turns kept (generation
-and context fit). Who wrote it and the persona gap score each message after the whole conversation so far
-(the model cuts what does not fit its context), so the prompts of one conversation are nested and an HF
-model reads each conversation about once (HFChatModel.score).
+before it; system turns kept at the front. Generation keeps only the last `max_context_turns` other turns.
+Who wrote it, the persona gap, context fit and reply perplexity score each message after the whole
+conversation so far (the model cuts what does not fit its context), so the prompts of one conversation are
+nested and an HF model reads each conversation about once per orientation (HFChatModel.score). Context fit
+scores the first message of each reply, like the persona items; reply perplexity the whole reply.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class EvalSample:
 @dataclass
 class EvalSettings:
     max_samples: int = 100  # contexts for generation and context fit
-    max_context_turns: int = 8
+    max_context_turns: int = 8  # generation only
     seed: int = 1234
     n_examples: int = 5
     top_k_words: int = 50
@@ -84,15 +85,21 @@ def build_samples(convs: Sequence[Conversation], *, max_samples: int | None, see
             users = [t for t in before if t["role"] == "user"]
             if not users:
                 continue
-            system = [t for t in before if t["role"] == "system"]
-            rest = [t for t in before if t["role"] != "system"]
-            if max_context_turns > 0:
-                rest = rest[-max_context_turns:]
-            out.append(EvalSample(ci, ti, [dict(t) for t in system + rest], turn["content"], users[-1]["content"]))
+            out.append(EvalSample(ci, ti, context_before(conv, ti, max_context_turns), turn["content"],
+                                  users[-1]["content"]))
     if max_samples and len(out) > max_samples:
         keep = sorted(random.Random(seed).sample(range(len(out)), max_samples))
         out = [out[i] for i in keep]
     return out
+
+
+def context_before(conv: Conversation, turn: int, max_context_turns: int = 0) -> list[Turn]:
+    """The turns before `turn`: system turns first, then the last `max_context_turns` others (0 = all)."""
+    before = conv[:turn]
+    rest = [t for t in before if t["role"] != "system"]
+    if max_context_turns > 0:
+        rest = rest[-max_context_turns:]
+    return [dict(t) for t in before if t["role"] == "system"] + [dict(t) for t in rest]
 
 
 def sample_seed(seed: int, index: int) -> int:
@@ -163,12 +170,17 @@ def run_evaluation(samples: Sequence[EvalSample], models: dict[str, ReplyModel],
                                                             seed + 3)]
     them_speak = [(c, first_line(t)) for c, t in _subsample(turns_with_conv(val_convs, "user"), settings.pool_size,
                                                               seed + 4)]
-    fit_cands = context_fit_candidates(samples, all_person, n_cand, seed + 5)
+    # context fit: the first message of the real reply and of 9 replies to other conversations, each after the
+    # whole conversation so far, like the persona items: they hang off the same trees (one pass, packing.py)
+    fit_samples = [EvalSample(s.conv, s.turn, context_before(val_convs[s.conv], s.turn), first_line(s.reply), s.partner)
+                   for s in samples]
+    fit_cands = context_fit_candidates(fit_samples, [first_message(p) for p in all_person], n_cand, seed + 5)
     me_train, them_train = person_and_partner_texts(train_convs)
     rng = random.Random(seed + 6)
     parrot = [rng.choice(me_train) if me_train else "" for _ in samples]
 
-    fit_items = [(s.context, c, "assistant") for s, cands in zip(samples, fit_cands) for c in cands]
+    fit_items = [(s.context, c, "assistant") for s, cands in zip(fit_samples, fit_cands) for c in cands]
+    reply_items = [(f.context, s.reply, "assistant") for f, s in zip(fit_samples, samples)]  # whole replies: perplexity
     fit_texts = sorted({c for cands in fit_cands for c in cands})  # each candidate once without context
     groups = [len(c) for c in fit_cands]  # n_cand each, fewer when the held-out set is tiny
     starts = np.cumsum([0] + groups[:-1]).astype(int)
@@ -178,19 +190,25 @@ def run_evaluation(samples: Sequence[EvalSample], models: dict[str, ReplyModel],
     speak_items = [([], t, role) for role in ("assistant", "user") for _, t in me_speak + them_speak]
     cond = [m for m in models if getattr(models[m], "has_speaker", True)]  # models that read context and speaker
     gen_jobs = [(name, "assistant") for name in models] + [("tuned", "user")] * ("tuned" in models)
-    total = (len(fit_items) + len(own_items)) * len(models) + (len(fit_texts) + len(speak_items)) * len(cond) \
-        + len(own_swapped) * ("tuned" in models) + len(samples) * len(gen_jobs)
+    total = (len(fit_items) + len(own_items) + len(reply_items)) * len(models) \
+        + (len(fit_texts) + len(speak_items)) * len(cond) + len(own_swapped) * ("tuned" in models) \
+        + len(samples) * len(gen_jobs)
     bar = tqdm(total=total, desc="evaluating", unit="seq", file=sys.stderr, disable=not progress)
     score = Scorer(models, bar.update)
 
     # --- scoring (batched) ---------------------------------------------------------------------------
-    fit = score(fit_items)
+    # one call per model: the persona items, the tuned model's role-swapped twins and the context-fit candidates
+    # all hang off the held-out conversations (original and role-swapped), so an HF model reads each about once
+    own, fit, whole, own_partner_voice = {}, {}, {}, {}
+    n_own = len(own_items)
+    for name in models:
+        twins = own_swapped if name == "tuned" else []
+        res = score(own_items + twins + fit_items + reply_items, [name])[name]
+        own[name], fit[name] = res[:n_own], res[n_own + len(twins):n_own + len(twins) + len(fit_items)]
+        whole[name] = res[len(res) - len(reply_items):]
+        if twins:
+            own_partner_voice[name] = res[n_own:n_own + len(twins)]
     fit_alone = score([([], t, "assistant") for t in fit_texts], cond)
-    own = score(own_items, [m for m in models if m != "tuned"])
-    own_partner_voice = {}
-    if "tuned" in models:  # one call: each message and its swapped twin hang off the same conversation (packing.py)
-        both = score(own_items + own_swapped, ["tuned"])["tuned"]
-        own["tuned"], own_partner_voice["tuned"] = both[:len(own_items)], both[len(own_items):]
     speak = score(speak_items, cond) if speak_items else {}
     t_score = time.time() - t0
 
@@ -208,7 +226,7 @@ def run_evaluation(samples: Sequence[EvalSample], models: dict[str, ReplyModel],
         row = {"conv": s.conv, "turn": s.turn, "context": s.context, "real": s.reply, "parrot": parrot[i],
                "nll": {}, "tokens": {}, **{key: texts[i] for key, texts in generated.items()}}
         for name in models:
-            row["nll"][name], row["tokens"][name] = float(fit[name][starts[i], 0]), int(fit[name][starts[i], 1])
+            row["nll"][name], row["tokens"][name] = float(whole[name][i, 0]), int(whole[name][i, 1])
         rows.append(row)
     bar.close()
     t_gen = time.time() - t1
@@ -298,10 +316,10 @@ def run_evaluation(samples: Sequence[EvalSample], models: dict[str, ReplyModel],
     fit_res["headline"] = fit_res.get("tuned")
     results["context_fit"] = fit_res
 
-    # perplexity of the real replies in the evaluated contexts (row 0 of every candidate group)
+    # perplexity of the whole real replies in the evaluated contexts (after the whole conversation so far)
     ppl: dict = {"tokens": {}, "nll_per_token": {}}
     for name in models:
-        real_rows = fit[name][starts]
+        real_rows = whole[name]
         p, total, n = metrics.pooled_perplexity((float(a), int(b)) for a, b in real_rows)
         ppl[name] = p
         ppl["tokens"][name] = n

@@ -181,9 +181,9 @@ def render_markdown(results: dict, meta: dict) -> str:
     lines += [
         "## Not about you specifically",
         "",
-        f"- **Context fit:** among {fit['n']} of your own replies (1 written to this conversation, "
-        f"{fit['n'] - 1} to others), the tuned model picks the right one in {_ci_text(fit.get('tuned'))} of "
-        f"cases; chance {_pct(fit['chance'])}, base "
+        f"- **Context fit:** among {fit['n']} of your own replies (their first message; 1 written to "
+        f"this conversation, {fit['n'] - 1} to others), the tuned model picks the right one in "
+        f"{_ci_text(fit.get('tuned'))} of cases; chance {_pct(fit['chance'])}, base "
         + (_ci_text(fit['base']) if fit.get('base') else "n/a (context-blind)") + ". Any chat model learns to fit "
         "replies to the conversation, so this is about chat in general; a parrot that repeats your messages "
         "would be at chance.",
@@ -302,8 +302,9 @@ def render_markdown(results: dict, meta: dict) -> str:
         f"- **style distance** = {metrics.DISTANCE_DOC}",
         "",
         f"Settings: seed {results['settings']['seed']}, up to {results['settings']['max_context_turns']} "
-        f"context turns for generation and context fit (who wrote it and the persona gap read the whole "
-        f"conversation so far, cut to the model's context). All numbers are in `{METRICS_JSON}`, every reply in `{GENERATIONS_JSONL}`. With the same "
+        f"context turns for generation (who wrote it, the persona gap, context fit and perplexity read the "
+        f"whole conversation so far, cut to the model's context). All numbers are in `{METRICS_JSON}`, every "
+        f"reply in `{GENERATIONS_JSONL}`. With the same "
         "seed, settings and thread count every output file is byte-identical when rerun.",
         "",
     ]
