@@ -145,6 +145,30 @@ def test_auc_and_hits_against_brute_force():
     assert stats.hits_at_1([3.0, 1.0, 2.0], [[1, 2], [5, 0], [2, 0]]) == pytest.approx((1 + 0 + 0.5) / 3)
 
 
+def test_length_matched_hits_are_at_chance_when_one_side_only_has_more_short_messages():
+    """Per-token scores of short messages are noisier. With no signal, a side with more short messages
+    wins hits@1 (a tail statistic) too often; matching distractors by length brings it back to chance,
+    and a real shift still shows."""
+    rng = np.random.default_rng(0)
+
+    def side(n_short: int, n_long: int, shift: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        lengths = np.concatenate([rng.integers(2, 5, n_short), rng.integers(15, 30, n_long)])
+        return rng.normal(shift, 1.0, len(lengths)) / np.sqrt(lengths), lengths
+
+    me, me_len = side(1500, 500)      # "me" writes short messages more often
+    them, them_len = side(500, 1500)
+    edges = stats.length_bins(me_len, them_len, 9)
+    assert len(edges) >= 1
+    unmatched = stats.hits_at_1_vs_pool(me, them, 9)
+    matched = stats.hits_at_1_matched(me, np.digitize(me_len, edges), them, np.digitize(them_len, edges), 9)
+    assert unmatched > 0.14 and matched == pytest.approx(0.1, abs=0.015)
+    real, real_len = side(1500, 500, shift=0.5)  # a real difference in every length still shows
+    assert stats.hits_at_1_matched(real, np.digitize(real_len, edges), them, np.digitize(them_len, edges), 9) > 0.15
+    # too few distractors for a length bin: fewer bins, down to none
+    assert len(stats.length_bins([3, 4, 20], [3, 20, 21], 9)) == 0
+    assert np.isnan(stats.hits_at_1_matched([1.0], [0], [0.5, 0.2], [0, 0], 9))
+
+
 def test_bootstrap_interval_is_seeded_and_covers_the_mean():
     x = np.random.default_rng(1).normal(2.0, 1.0, 200)
     v, lo, hi = stats.bootstrap(np.mean, [x], seed=5)

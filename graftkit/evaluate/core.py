@@ -11,8 +11,8 @@ What is measured, and why each number is about *the person* (or says plainly tha
    gets the PMI score log P_tuned - log P_base as the person's turn, per token of the reply.
    Partners' messages get the same score in their own real context with the roles swapped (so each
    is also "a reply in context"). The model picks the person's reply out of 1 + N-1 random partner
-   messages as often as hits@1 of N says (computed exactly over all draws, see stats.py).
-   Chance = 1/N; near chance with no person.
+   messages of similar length (the same token-count quartile) as often as hits@1 of N says (computed
+   exactly over all draws, see stats.py). Chance = 1/N; near chance with no person.
 3. Persona gap: (NLL drop reference -> tuned on the person's replies) - (the drop on partners' messages),
    nats per token, the same items and reference as in 2: learning chat in general lowers both,
    learning the person lowers the first more.
@@ -266,9 +266,18 @@ def run_evaluation(samples: Sequence[EvalSample], models: dict[str, ReplyModel],
         # the headline PMI reference: a model that reads context and speaker (LoRA's pretrained base), else
         # (tiny GPT: the unigram base is context-blind) the tuned network speaking as the partner
         ww["reference"] = "vs_base" if "base" in cond else "vs_partner_voice"
+        # distractors of similar length (token-count quartiles): see stats.hits_at_1_matched for why
+        edges = stats.length_bins(n_tok[:n_p], n_tok[n_p:], k)
+        ww["length_bins"] = [int(e) for e in edges]
+        bins = np.digitize(n_tok, edges)
+
+        def matched(a: np.ndarray, b: np.ndarray) -> float:  # columns: score, length bin
+            return stats.hits_at_1_matched(a[:, 0], a[:, 1], b[:, 0], b[:, 1], k)
+
         for label, vec in variants.items():
-            ww[label] = _ci(stats.bootstrap(lambda a, b: stats.hits_at_1_vs_pool(a, b, k),
-                                            [vec[:n_p], vec[n_p:]], clusters=conv_own, **boot))
+            both = np.column_stack([vec, bins])
+            ww[label] = _ci(stats.bootstrap(matched, [both[:n_p], both[n_p:]], clusters=conv_own, **boot))
+            ww[label]["unmatched"] = stats.hits_at_1_vs_pool(vec[:n_p], vec[n_p:], k)
             ww["auc"][label] = stats.auc(vec[:n_p], vec[n_p:])
         ww["headline"] = ww[ww["reference"]]
         results["who_wrote_it"] = ww

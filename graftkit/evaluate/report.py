@@ -122,8 +122,8 @@ def headline(results: dict, meta: dict) -> list[str]:
                "the tuned model's score as you minus its score for the same text as your partner")
         other = [f"{REF_LABEL[k]} {_pct(ww[k]['value'])}" for k in ("vs_base", "vs_partner_voice", "tuned_only")
                  if k in ww and k != ww["reference"]]
-        out.append(f"- **Who wrote it:** among {ww['n']} real replies, each in its own conversation, 1 yours and "
-                   f"{ww['n'] - 1} your partners', the model ({ref}) picks yours in {_ci_text(ww['headline'])} of "
+        out.append(f"- **Who wrote it:** among {ww['n']} real replies of similar length, each in its own "
+                   f"conversation, 1 yours and {ww['n'] - 1} your partners', the model ({ref}) picks yours in {_ci_text(ww['headline'])} of "
                    f"cases; chance {_pct(ww['chance'])} ({', '.join(other)}). "
                    f"{chance_verdict(ww['headline'], ww['chance']).capitalize()}.")
     gap = results.get("persona_gap")
@@ -284,7 +284,9 @@ def render_markdown(results: dict, meta: dict) -> str:
         "the reference is the base model (LoRA) or, for the tiny GPT whose unigram base reads no context, the "
         "tuned model scoring the same text as your partner's turn (roles swapped). A partner message is scored "
         "the same way in its own conversation with the roles swapped. hits@1 of N = the chance that your reply "
-        "outscores N-1 partner messages drawn at random, computed exactly over all draws.",
+        "outscores N-1 partner messages drawn at random from those of similar length (the same quartile of token "
+        "counts: a per-token score of a very short message is noisy, so unmatched, the side with more short "
+        "messages would win more often), computed exactly over all draws.",
         "- **persona gap** = (NLL per token, reference - tuned, on your replies) - (the same on partners' "
         "messages), the items and reference of *who wrote it*.",
         "- **context fit**: score = log P(candidate | context) - log P(candidate alone), per model; hits@1 = "

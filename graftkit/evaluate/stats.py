@@ -10,6 +10,13 @@ Pure numpy (no torch, no model), so each definition can be read and tested on it
   real item are drawn at random (without replacement) from `pool`: the mean over real items of
   prod_{j<k} (below - j) / (M - j), below = pool items scoring lower (ties count half), M = pool size.
   Exact over all possible draws, so it has no distractor-sampling noise.
+- `length_bins(lengths, pool_lengths, k)` and `hits_at_1_matched(real, real_bin, pool, pool_bin, k)`:
+  hits@1 with length-matched distractors: each real item is compared with pool items of its own
+  length bin (quartiles of the token counts), and the bins are weighted by their real items. Why: a
+  per-token score of a 2-token message is far noisier than one of a 20-token message, and hits@1 is
+  a tail statistic, so the side with more very short messages wins more often with no signal at all.
+  On the persona-free control (LoRA, SmolLM2-135M), "me" had more 2-6 token messages than the
+  partners: unmatched hits@1 14.7 % (chance 10 %) at AUC 0.53, matched 10.7 %.
 - `bootstrap(stat, groups, clusters)`: a 95% percentile interval over 1000 resamples from a seeded
   generator (the same seed gives the same interval). Messages of one conversation are not
   independent (one topic, and in the control one random "me"), so with `clusters` (the conversation
@@ -60,6 +67,33 @@ def hits_at_1_vs_pool(real: Sequence[float], pool: Sequence[float], k: int) -> f
     for j in range(k):
         p *= np.clip((below - j) / (m - j), 0.0, 1.0)
     return float(p.mean())
+
+
+def length_bins(lengths: Sequence[int], pool_lengths: Sequence[int], k: int, max_bins: int = 4) -> np.ndarray:
+    """Bin edges (upper bounds, exclusive) splitting all token counts into up to `max_bins` quantile bins,
+    as many as leave every bin at least 2k pool items (fewer bins, down to one, on small data)."""
+    every = np.concatenate([np.asarray(lengths, dtype=float), np.asarray(pool_lengths, dtype=float)])
+    pool = np.asarray(pool_lengths, dtype=float)
+    for q in range(max_bins, 1, -1):
+        edges = np.unique(np.percentile(every, np.linspace(0, 100, q + 1)[1:-1]))
+        if len(edges) and np.bincount(np.digitize(pool, edges), minlength=len(edges) + 1).min() >= 2 * k:
+            return edges
+    return np.zeros(0)
+
+
+def hits_at_1_matched(real: Sequence[float], real_bin: Sequence[int], pool: Sequence[float],
+                      pool_bin: Sequence[int], k: int) -> float:
+    """hits_at_1_vs_pool with each real item's k distractors drawn from the pool items of its own bin."""
+    real, real_bin = np.asarray(real, dtype=float), np.asarray(real_bin)
+    pool, pool_bin = np.asarray(pool, dtype=float), np.asarray(pool_bin)
+    total, n = 0.0, 0
+    for b in np.unique(real_bin):
+        r, q = real[real_bin == b], pool[pool_bin == b]
+        if len(q) < k:  # a resample left this bin too few distractors: not measurable
+            return float("nan")
+        total += hits_at_1_vs_pool(r, q, k) * len(r)
+        n += len(r)
+    return total / n if n else float("nan")
 
 
 def bootstrap(stat: Callable[..., float], groups: Sequence[Sequence], *, clusters: Sequence[Sequence] | None = None,
