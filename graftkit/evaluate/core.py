@@ -172,8 +172,8 @@ def run_evaluation(samples: Sequence[EvalSample], models: dict[str, ReplyModel],
                                                               seed + 4)]
     # context fit: the first message of the real reply and of 9 replies to other conversations, each after the
     # whole conversation so far, like the persona items: they hang off the same trees (one pass, packing.py)
-    fit_samples = [EvalSample(s.conv, s.turn, context_before(val_convs[s.conv], s.turn), first_line(s.reply), s.partner)
-                   for s in samples]
+    fit_samples = [EvalSample(s.conv, s.turn, context_before(val_convs[s.conv], s.turn), first_line(s.reply),
+                              s.partner) for s in samples]
     fit_cands = context_fit_candidates(fit_samples, [first_message(p) for p in all_person], n_cand, seed + 5)
     me_train, them_train = person_and_partner_texts(train_convs)
     rng = random.Random(seed + 6)

@@ -337,10 +337,9 @@ class HFChatModel:
         SmolLM2-135M costs ~0.1 s for one context and ~0.25 s for 16. Larger batches were tried (up to 64
         contexts and 16 x batch_tokens): with ~300-token prompts the extra padding and the growing KV cache
         (copied at every step) ate the gain (5.6 s per context for 100 contexts, against 5.2 s for 50 with
-        these batches; two runs, not an A/B). Each context samples from
-        its own generator seeded with its seed, so its reply does not depend on the batch it lands in (up to
-        float rounding of the padded matmuls); the batches depend only on the contexts, so reruns are
-        identical."""
+        these batches; two runs, not an A/B). Each context samples from its own generator seeded with its
+        seed, so its reply does not depend on the batch it lands in (up to float rounding of the padded
+        matmuls); the batches depend only on the contexts, so reruns are identical."""
         prompts = [self._prompt_ids(c, role) for c in contexts]
         order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))
         out: list[str] = [""] * len(prompts)

@@ -123,8 +123,8 @@ def headline(results: dict, meta: dict) -> list[str]:
         other = [f"{REF_LABEL[k]} {_pct(ww[k]['value'])}" for k in ("vs_base", "vs_partner_voice", "tuned_only")
                  if k in ww and k != ww["reference"]]
         out.append(f"- **Who wrote it:** among {ww['n']} real replies of similar length, each in its own "
-                   f"conversation, 1 yours and {ww['n'] - 1} your partners', the model ({ref}) picks yours in {_ci_text(ww['headline'])} of "
-                   f"cases; chance {_pct(ww['chance'])} ({', '.join(other)}). "
+                   f"conversation, 1 yours and {ww['n'] - 1} your partners', the model ({ref}) picks yours in "
+                   f"{_ci_text(ww['headline'])} of cases; chance {_pct(ww['chance'])} ({', '.join(other)}). "
                    f"{chance_verdict(ww['headline'], ww['chance']).capitalize()}.")
     gap = results.get("persona_gap")
     if gap:
