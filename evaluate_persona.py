@@ -57,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "config's train split; the tiny GPT's unigram base always uses the config's train_file)")
     ap.add_argument("--out", metavar="DIR", help="output folder (default: <output_dir or out_dir>/eval)")
     ap.add_argument("--max-samples", type=int, default=100, metavar="N",
-                    help="evaluate at most N held-out replies, a seeded random sample (default: 100; 0 = all)")
+                    help="generate for at most N held-out contexts, a seeded random sample from the conversations "
+                         "--pool-size reads (default: 100; 0 = all of them)")
     ap.add_argument("--max-new-tokens", type=int, default=96, metavar="N",
                     help="longest generated reply in tokens (default: 96; the report counts replies cut there)")
     ap.add_argument("--temperature", type=float, default=0.8,
@@ -78,8 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="N of hits@1 of N for who-wrote-it and context fit: the real reply and N-1 others "
                          "(default: 10, chance 10%%)")
     ap.add_argument("--pool-size", type=int, default=300, metavar="N",
-                    help="held-out messages of each side for the speaker test, who-wrote-it and the persona gap, "
-                         "a seeded sample (default: 300; 0 = all)")
+                    help="read whole held-out conversations, drawn at random, until each side has at least N "
+                         "messages: who-wrote-it and the persona gap score all of them, the speaker test up to N "
+                         "of each side, and the --max-samples contexts come from them (default: 300; 0 = every "
+                         "conversation). The time the evaluation takes follows N, not the size of the held-out file")
     ap.add_argument("--bootstrap", type=int, default=1000, metavar="N",
                     help="bootstrap resamples for the 95%% intervals (default: 1000)")
     ap.add_argument("--threads", type=int, default=0, metavar="N",
@@ -148,15 +151,16 @@ def main(argv: list[str] | None = None) -> int:
                          top_k=args.top_k, train_file=args.train_file, val_file=args.val_file)
     train_convs, val_convs = target.load_data()
 
-    from graftkit.evaluate.core import EvalSettings, build_samples, run_evaluation
+    from graftkit.evaluate.core import EvalSettings, build_samples, pick_conversations, run_evaluation
     from graftkit.evaluate.report import write_outputs
 
     settings = EvalSettings(max_samples=args.max_samples, max_context_turns=args.max_context_turns, seed=args.seed,
                             n_examples=args.examples, n_candidates=args.candidates, pool_size=args.pool_size,
                             n_boot=args.bootstrap)
     candidates = build_samples(val_convs, max_samples=None, seed=args.seed, max_context_turns=args.max_context_turns)
+    pool = pick_conversations(val_convs, args.pool_size, args.seed)  # everything is read from these conversations
     samples = build_samples(val_convs, max_samples=args.max_samples, seed=args.seed,
-                            max_context_turns=args.max_context_turns)
+                            max_context_turns=args.max_context_turns, only=pool)
     if not samples:
         raise InputError("no held-out reply of the person comes after a partner message; nothing to evaluate",
                          target.val_file)

@@ -305,6 +305,39 @@ def test_hf_batched_generation_equals_one_context_at_a_time(hf):
     assert batch[1] == m.generate(contexts[1], seed=8)
 
 
+def test_batched_decoding_drops_finished_rows_and_equals_each_prompt_alone(hf, monkeypatch):
+    """graftkit.evaluate.decoding: prompts prefilled in several groups, one preallocated cache, finished rows
+    dropped from the batch; every reply equals that prompt decoded alone by transformers' own cache."""
+    from graftkit.evaluate.models import HFChatModel
+
+    model, tok = hf
+    m = HFChatModel(model, tok, name="t", max_new_tokens=12, temperature=1.0, batch_tokens=64)
+    m.stop_ids = set(range(0, len(tok), 3))  # a third of the vocabulary ends a reply: rows finish at different steps
+    contexts = [CTX, CTX[:1], CTX + [{"role": "assistant", "content": "maybe"}],
+                [{"role": "user", "content": "ok"}], CTX + [{"role": "assistant", "content": "no"},
+                                                          {"role": "user", "content": "why not?? it'll be fun"}]]
+    seeds = [3, 1, 4, 1, 5]
+    shapes: list[tuple[int, int]] = []
+    hook = model.register_forward_pre_hook(lambda mod, a, kw: shapes.append(tuple(kw["input_ids"].shape)),
+                                           with_kwargs=True)
+    try:
+        batch = m.generate_batch(contexts, seeds)
+    finally:
+        hook.remove()
+    hit_batch, m.hit_limit = m.hit_limit, 0
+    alone = [m._decode([m._prompt_ids(c, "assistant")], [s])[0] for c, s in zip(contexts, seeds)]
+    assert batch == alone and m.hit_limit == hit_batch
+    prefill = [b for b, t in shapes if t > 1]
+    steps = [b for b, t in shapes if t == 1]
+    assert len(prefill) > 1 and sum(prefill) == 5  # several prefill groups of <= 64 tokens, each prompt once
+    assert steps and steps == sorted(steps, reverse=True) and steps[-1] < 5  # rows leave as their replies end
+    # where the preallocated cache is unavailable (older transformers, sliding windows), the plain path gives the same
+    import graftkit.evaluate.decoding as decoding
+
+    monkeypatch.setattr(decoding, "preallocated_cache_supported", lambda: False)
+    assert m.generate_batch(contexts, seeds) == batch
+
+
 def _char_tiny_gpt(text: str, block_size: int = 16):
     import torch
 

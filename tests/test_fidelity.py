@@ -70,7 +70,8 @@ def evaluate(persona: bool) -> dict:
     model, tok, text = train_char_gpt(train)
     gen = dict(max_new_tokens=8, temperature=0.8)
     models = {"base": UnigramModel(tok, text, tok.vocab_size, **gen), "tuned": TinyGPTModel(model, tok, **gen)}
-    settings = EvalSettings(max_samples=20, seed=3, pool_size=80, n_boot=100)
+    # pool_size=0: every conversation (a random half would unbalance the control's exact casual/formal split)
+    settings = EvalSettings(max_samples=20, seed=3, pool_size=0, n_boot=100)
     samples = build_samples(val, max_samples=20, seed=3, max_context_turns=4)
     results, _ = run_evaluation(samples, models, settings, train_convs=train, val_convs=val, progress=False)
     return results
@@ -109,6 +110,20 @@ def test_persona_numbers_find_the_person_and_stay_at_chance_without_one(person_a
     assert control["perplexity"]["relative_change"] < -0.3 and person["perplexity"]["relative_change"] < -0.3
     # context fit is reported beside them, with its chance level (these synthetic replies ignore their context)
     assert control["context_fit"]["chance"] == pytest.approx(0.1)
+
+
+def test_the_pool_is_whole_conversations_until_each_side_has_enough():
+    from graftkit.evaluate.core import build_samples, pick_conversations
+    from graftkit.evaluate.models import swap_roles
+
+    convs = make_chats(60, 5, persona=True)  # 2-4 exchanges each
+    pool = pick_conversations(convs, 40, seed=9)
+    assert pool == pick_conversations(convs, 40, seed=9) and pool != pick_conversations(convs, 40, seed=10)
+    replies = build_samples(convs, max_samples=None, seed=0, max_context_turns=0, only=pool)
+    partners = build_samples([swap_roles(c) for c in convs], max_samples=None, seed=0, max_context_turns=0, only=pool)
+    assert {s.conv for s in replies} == pool  # every reply of every conversation drawn, none of the others
+    assert len(replies) >= 40 and 40 <= len(partners) < 40 + 4  # stops once the scarcer side reaches 40
+    assert pick_conversations(convs, 0, seed=9) == set(range(60)) == pick_conversations(convs, 10**6, seed=9)
 
 
 def test_gibberish_and_parrots_do_not_pass_as_the_person(person_and_control):

@@ -23,6 +23,8 @@ What is measured, and why each number is about *the person* (or says plainly tha
    about chat in general, not the person; a parrot cannot pass it.
 6. Style statistics with bootstrap intervals, partners and parrot as references; reply perplexity.
 
+Everything is read from whole held-out conversations drawn at random until each side has at least
+`pool_size` messages (pick_conversations): the cost follows the pool, not the size of the held-out file.
 A context is everything before one of the person's (assistant) turns with at least one partner turn
 before it; system turns kept at the front. Generation keeps only the last `max_context_turns` other turns.
 Who wrote it, the persona gap, context fit and reply perplexity score each message after the whole
@@ -38,7 +40,7 @@ import random
 import sys
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable, Sequence
+from typing import Callable, Collection, Sequence
 
 import numpy as np
 
@@ -69,15 +71,18 @@ class EvalSettings:
     n_examples: int = 5
     top_k_words: int = 50
     n_candidates: int = 10  # N of hits@1 of N
-    pool_size: int = 300  # person and partner messages for the speaker test, who-wrote-it and persona gap
+    pool_size: int = 300  # at least this many messages of each side, from whole conversations (pick_conversations)
     n_boot: int = stats.N_BOOT
 
 
 def build_samples(convs: Sequence[Conversation], *, max_samples: int | None, seed: int,
-                  max_context_turns: int) -> list[EvalSample]:
-    """All (context, real reply) pairs, then a seeded sample of `max_samples` of them in file order."""
+                  max_context_turns: int, only: Collection[int] | None = None) -> list[EvalSample]:
+    """All (context, real reply) pairs (of the conversations `only`, default all), then a seeded sample of
+    `max_samples` of them in file order."""
     out: list[EvalSample] = []
     for ci, conv in enumerate(convs):
+        if only is not None and ci not in only:
+            continue
         for ti, turn in enumerate(conv):
             if turn["role"] != "assistant" or not turn["content"].strip():
                 continue
@@ -91,6 +96,35 @@ def build_samples(convs: Sequence[Conversation], *, max_samples: int | None, see
         keep = sorted(random.Random(seed).sample(range(len(out)), max_samples))
         out = [out[i] for i in keep]
     return out
+
+
+def pick_conversations(convs: Sequence[Conversation], pool_size: int, seed: int) -> set[int]:
+    """Whole held-out conversations, in a seeded random order, until both sides have at least `pool_size`
+    messages that answer the other side (0 = every conversation).
+
+    Why whole conversations: every scored message is read after its whole conversation so far, so the cost of
+    the evaluation is the tokens of the conversations it touches. A pool of messages drawn one by one touches
+    nearly every conversation (on the sample, 300 of 611 replies came from all 49), and on a real history with
+    hundreds of held-out conversations it would read hundreds of them. Drawn by conversation, the cost follows
+    the pool, and every message of a conversation that is read anyway is scored. The intervals resample
+    conversations, so they stay honest about messages of one conversation being alike."""
+    order = list(range(len(convs)))
+    if not pool_size:
+        return set(order)
+    random.Random(seed).shuffle(order)
+    chosen: set[int] = set()
+    mine = theirs = 0
+    for ci in order:
+        if mine >= pool_size and theirs >= pool_size:
+            break
+        chosen.add(ci)
+        seen: set[str] = set()
+        for t in convs[ci]:  # the items build_samples makes: a non-empty turn after one of the other side's
+            if t["content"].strip():
+                mine += t["role"] == "assistant" and "user" in seen
+                theirs += t["role"] == "user" and "assistant" in seen
+            seen.add(t["role"])
+    return chosen
 
 
 def context_before(conv: Conversation, turn: int, max_context_turns: int = 0) -> list[Turn]:
@@ -161,15 +195,18 @@ def run_evaluation(samples: Sequence[EvalSample], models: dict[str, ReplyModel],
     # --- the item sets -----------------------------------------------------------------------------
     # the persona items are scored after the whole conversation so far (the model cuts what does not fit): the
     # prompts of one conversation are then nested, and an HF model reads each conversation about once
+    # ... of whole conversations drawn at random (pick_conversations), every message of them
+    pool = pick_conversations(val_convs, settings.pool_size, seed)
     all_person = build_samples(val_convs, max_samples=None, seed=seed, max_context_turns=0)
-    person_items = [first_message(s) for s in _subsample(all_person, settings.pool_size, seed + 1)]
-    all_partner = build_samples([swap_roles(c) for c in val_convs], max_samples=None, seed=seed, max_context_turns=0)
-    partner_items = [first_message(s) for s in _subsample(all_partner, settings.pool_size, seed + 2)]
+    person_items = [first_message(s) for s in all_person if s.conv in pool]
+    partner_items = [first_message(s) for s in build_samples([swap_roles(c) for c in val_convs], max_samples=None,
+                                                             seed=seed, max_context_turns=0, only=pool)]
     me_val, them_val = person_and_partner_texts(val_convs)
-    me_speak = [(c, first_line(t)) for c, t in _subsample(turns_with_conv(val_convs, "assistant"), settings.pool_size,
-                                                            seed + 3)]
-    them_speak = [(c, first_line(t)) for c, t in _subsample(turns_with_conv(val_convs, "user"), settings.pool_size,
-                                                              seed + 4)]
+    # the speaker test scores texts alone (no conversation to read): up to pool_size of each side, from the same pool
+    me_speak = [(c, first_line(t)) for c, t in _subsample([x for x in turns_with_conv(val_convs, "assistant")
+                                                           if x[0] in pool], settings.pool_size, seed + 3)]
+    them_speak = [(c, first_line(t)) for c, t in _subsample([x for x in turns_with_conv(val_convs, "user")
+                                                             if x[0] in pool], settings.pool_size, seed + 4)]
     # context fit: the first message of the real reply and of 9 replies to other conversations, each after the
     # whole conversation so far, like the persona items: they hang off the same trees (one pass, packing.py)
     fit_samples = [EvalSample(s.conv, s.turn, context_before(val_convs[s.conv], s.turn), first_line(s.reply),
@@ -232,6 +269,7 @@ def run_evaluation(samples: Sequence[EvalSample], models: dict[str, ReplyModel],
     t_gen = time.time() - t1
 
     results: dict = {"n_contexts": len(samples), "settings": asdict(settings),
+                     "n_conversations": {"read": len(pool), "held_out": len(val_convs)},
                      "n_items": {"person": len(person_items), "partners": len(partner_items),
                                  "speaker_person": len(me_speak), "speaker_partners": len(them_speak)}}
     boot = dict(seed=seed, n_boot=settings.n_boot)

@@ -186,6 +186,7 @@ class HFChatModel:
         self.hit_limit = 0  # generated replies cut at max_new_tokens
         self._keep_mask_ok = True  # the model's forward takes a boolean logits_to_keep (transformers >= 5)
         self._packing_ok = True  # the model's forward takes a 4-D attention mask (graftkit.evaluate.packing)
+        self._fast_decode_ok = True  # its cache is a list of plain layers (graftkit.evaluate.decoding)
 
     # ---- rendering -------------------------------------------------------------------------------
     def render(self, turns: Sequence[Turn], add_generation_prompt: bool) -> str:
@@ -332,33 +333,63 @@ class HFChatModel:
     @torch.no_grad()
     def generate_batch(self, contexts: Sequence[Sequence[Turn]], seeds: Sequence[int], role: str = "assistant",
                        progress: Callable[[int], None] | None = None) -> list[str]:
-        """One reply per context. Contexts are sorted by prompt length and decoded together in batches of up
-        to `batch_tokens` x 4 prompt + reply tokens (at most 64 contexts): on 2 CPU cores one decoding step of
-        SmolLM2-135M costs ~0.1 s for one context and ~0.25 s for 16. Larger batches were tried (up to 64
-        contexts and 16 x batch_tokens): with ~300-token prompts the extra padding and the growing KV cache
-        (copied at every step) ate the gain (5.6 s per context for 100 contexts, against 5.2 s for 50 with
-        these batches; two runs, not an A/B). Each context samples from its own generator seeded with its
-        seed, so its reply does not depend on the batch it lands in (up to float rounding of the padded
-        matmuls); the batches depend only on the contexts, so reruns are identical."""
+        """One reply per context. Contexts are sorted by prompt length and decoded together in batches (see
+        graftkit.evaluate.decoding): up to 128 contexts whose prompt + reply tokens fit 16 x batch_tokens, their
+        prompts prefilled in groups of batch_tokens. A decoding step has a fixed cost (~0.1 s for SmolLM2-135M on
+        2 CPU cores) plus reading the cache, so few large batches win once the cache stops copying itself every
+        step (transformers' default cache did, which is why batches of 4 x batch_tokens were the best before):
+        100 of the sample's contexts took 204 s before and 139 s now, the same replies
+        (`bench/bench_eval_scoring.py --generation`). Each context samples from its own generator seeded with its seed, so its reply does not depend on the
+        batch it lands in (up to float rounding of the padded matmuls); the batches depend only on the
+        contexts, so reruns are identical."""
+        from .decoding import decode, preallocated_cache_supported
+
+        fast = self._fast_decode_ok and preallocated_cache_supported() and self._can_pack()
+        budget, max_rows = (16 * self.batch_tokens, 128) if fast else (4 * self.batch_tokens, 64)
         prompts = [self._prompt_ids(c, role) for c in contexts]
         order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))
         out: list[str] = [""] * len(prompts)
         start = 0
         while start < len(order):
             end = start + 1
-            while end < len(order) and end - start < 64 and \
-                    (end - start + 1) * (len(prompts[order[end]]) + self.max_new_tokens) <= 4 * self.batch_tokens:
+            while end < len(order) and end - start < max_rows and \
+                    (end - start + 1) * (len(prompts[order[end]]) + self.max_new_tokens) <= budget:
                 end += 1
             idx = order[start:end]
-            for i, text in zip(idx, self._decode([prompts[i] for i in idx], [seeds[i] for i in idx])):
+            texts = None
+            if fast:
+                try:
+                    with self._adapter_ctx():
+                        ids, hit = decode(self._step, [prompts[i] for i in idx], [make_generator(seeds[i]) for i in idx],
+                                          max_new_tokens=self.max_new_tokens, stop_ids=self.stop_ids,
+                                          pad_id=self.pad_id, temperature=self.temperature, top_k=self.top_k,
+                                          prefill_tokens=self.batch_tokens, device=self.device, progress=progress)
+                    self.hit_limit += hit
+                    texts = [self.tokenizer.decode(o, skip_special_tokens=True).strip() for o in ids]
+                except (AttributeError, TypeError, ValueError, RuntimeError, IndexError) as e:  # a cache of its own
+                    fast = self._fast_decode_ok = False
+                    from ..errors import notice
+
+                    notice(f"batched sampling with a preallocated cache failed for this model "
+                           f"({str(e).splitlines()[0][:120]}); using transformers' cache (slower)")
+            if texts is None:
+                texts = self._decode([prompts[i] for i in idx], [seeds[i] for i in idx])
+                if progress:
+                    progress(len(idx))
+            for i, text in zip(idx, texts):
                 out[i] = text
-            if progress:
-                progress(len(idx))
             start = end
         return out
 
+    def _step(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: Any) -> tuple[torch.Tensor, Any]:
+        """One forward for graftkit.evaluate.decoding: the last position's logits and the cache."""
+        res = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1,
+                         **{self._cache_kw: cache})
+        return res.logits[:, -1], _output_cache(res)
+
     def _decode(self, prompts: list[list[int]], seeds: Sequence[int]) -> list[str]:
-        """Left-padded batch decoding with the KV cache; stops when every context has ended its turn."""
+        """Left-padded batch decoding with transformers' own cache (models graftkit.evaluate.decoding does not
+        handle: sliding-window attention, older transformers); stops when every context has ended its turn."""
         gens = [make_generator(s) for s in seeds]
         n, width = len(prompts), max(len(p) for p in prompts)
         pad = self.pad_id

@@ -155,16 +155,23 @@ def render_markdown(results: dict, meta: dict) -> str:
     st, ci = style["stats"], style.get("ci95", {})
     cols = [c for c in ("real", "base", "tuned", "tuned_as_partner", "partners", "parrot") if c in st]
     fit = results["context_fit"]
+    convs = results.get("n_conversations", {})
+    pool = results.get("settings", {}).get("pool_size", 0)
     lines = [
         "# Persona evaluation: does it sound like you?",
         "",
         f"- **kind:** {meta.get('kind')}",
         f"- **tuned model:** {meta.get('tuned')}",
         f"- **base model:** {meta.get('base')}",
-        f"- **held-out contexts:** {results['n_contexts']} (of {meta.get('n_candidates', '?')} person replies "
-        f"with a partner message before them) from `{meta.get('val_file')}`; "
+        f"- **held-out conversations read:** {convs.get('read', '?')} of {convs.get('held_out', '?')} in "
+        f"`{meta.get('val_file')}`, " + (f"whole ones drawn at random until each side had at least {pool} "
+                                         "messages or none were left (`--pool-size`); " if pool else
+                                         "all of them (`--pool-size 0`); ") +
         f"{results['n_items']['person']} of your replies and {results['n_items']['partners']} partner messages for "
-        "the speaker test, who-wrote-it and the persona gap",
+        f"who-wrote-it and the persona gap, {results['n_items']['speaker_person']} and "
+        f"{results['n_items']['speaker_partners']} for the speaker test",
+        f"- **held-out contexts:** {results['n_contexts']} from those conversations (of "
+        f"{meta.get('n_candidates', '?')} person replies with a partner message before them in the file)",
         f"- **authorship classifier trained on:** `{meta.get('train_file')}`",
         f"- **generation:** {meta.get('generation')}",
         "",
