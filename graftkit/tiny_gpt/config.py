@@ -74,12 +74,12 @@ class TinyGPTConfig:
                        range=(0.0, 100000.0))
     max_iters: int | None = _h(None, "total optimiser steps; null derives it from epochs and the corpus size",
                                range=(0, None))
-    batch_size: int = _h(12, "sequences per micro-batch (8-64)", range=(1, 65536))
+    batch_size: int = _h(6, "sequences per micro-batch (4-64)", range=(1, 65536))
     gradient_accumulation_steps: int = _h(1, "micro-batches per optimiser step (1-8)", range=(1, 4096))
     # --- evaluation, early stopping, logging ---
-    eval_interval: int = _h(200, "evaluate, sample and checkpoint every this many iterations (50-1000)",
+    eval_interval: int = _h(400, "evaluate, sample and checkpoint every this many iterations (50-1000)",
                             range=(1, None))
-    eval_iters: int = _h(20, "batches per split in each evaluation (10-200)", range=(1, 100000))
+    eval_iters: int = _h(40, "batches per split in each evaluation (10-200)", range=(1, 100000))
     log_interval: int = _h(20, "print a training line every this many iterations (1-100)", range=(1, None))
     patience: int = _h(5, "stop after this many evaluations without a new best val loss; 0 never stops early",
                        range=(0, None))
