@@ -19,6 +19,7 @@ transformers) keep the simple path (HFChatModel._decode).
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Sequence
 
 import torch
@@ -37,6 +38,7 @@ def preallocated_cache_supported() -> bool:
     return True
 
 
+@functools.cache
 def _layer_class():
     from transformers.cache_utils import DynamicLayer
 
@@ -86,7 +88,8 @@ def _groups(lengths: Sequence[int], max_tokens: int) -> list[tuple[int, int]]:
     return out
 
 
-def _left_padded(prompts: Sequence[list[int]], width: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def left_padded(prompts: Sequence[list[int]], width: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, attention mask), both [len(prompts), width]: each prompt right-aligned, padding on the left."""
     ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(prompts), width), dtype=torch.long)
     for b, p in enumerate(prompts):
@@ -110,13 +113,13 @@ def decode(forward: Forward, prompts: Sequence[list[int]], generators: Sequence[
     capacity = width + max_new_tokens
     k_bufs: list[torch.Tensor] = []
     v_bufs: list[torch.Tensor] = []
-    logits = None
+    first: list[torch.Tensor] = []  # each group's last-position logits
     for a, b in _groups([len(p) for p in prompts], prefill_tokens):
         w = max(len(p) for p in prompts[a:b])
-        ids, mask = _left_padded(prompts[a:b], w, pad_id)
+        ids, mask = left_padded(prompts[a:b], w, pad_id)
         pos = (mask.cumsum(1) - 1).clamp(min=0)
         last, cache = forward(ids.to(device), mask.to(device), pos.to(device), None)
-        logits = last.float().cpu() if logits is None else torch.cat([logits, last.float().cpu()])
+        first.append(last.float().cpu())
         for li, layer in enumerate(cache.layers):
             k, v = layer.keys, layer.values
             if len(k_bufs) <= li:
@@ -125,9 +128,10 @@ def decode(forward: Forward, prompts: Sequence[list[int]], generators: Sequence[
             k_bufs[li][a:b, :, width - w:width] = k  # right-aligned: every prompt ends at position `width`
             v_bufs[li][a:b, :, width - w:width] = v
         del cache
+    logits = torch.cat(first)
     cache = DynamicCache()
     cache.layers = [Layer(k, v, width) for k, v in zip(k_bufs, v_bufs)]
-    _, mask = _left_padded(prompts, width, pad_id)
+    _, mask = left_padded(prompts, width, pad_id)
     next_pos = torch.tensor([len(p) for p in prompts], dtype=torch.long)
     rows = list(range(n))  # prompt index of each row still in the batch
     out: list[list[int]] = [[] for _ in prompts]

@@ -391,13 +391,11 @@ class HFChatModel:
         """Left-padded batch decoding with transformers' own cache (models graftkit.evaluate.decoding does not
         handle: sliding-window attention, older transformers); stops when every context has ended its turn."""
         gens = [make_generator(s) for s in seeds]
+        from .decoding import left_padded
+
         n, width = len(prompts), max(len(p) for p in prompts)
         pad = self.pad_id
-        ids = torch.full((n, width), pad, dtype=torch.long)
-        mask = torch.zeros((n, width), dtype=torch.long)
-        for b, p in enumerate(prompts):
-            ids[b, width - len(p):] = torch.tensor(p, dtype=torch.long)
-            mask[b, width - len(p):] = 1
+        ids, mask = left_padded(prompts, width, pad)
         pos = (mask.cumsum(1) - 1).clamp(min=0)
         out: list[list[int]] = [[] for _ in prompts]
         done = [False] * n
