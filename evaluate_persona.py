@@ -74,14 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
                          "kept (default: 8; 0 = all). Every scored number (who wrote it, the persona gap, context "
                          "fit, perplexity) reads the whole conversation so far, cut to the model's context")
     ap.add_argument("--examples", type=int, default=5, metavar="N",
-                    help="side-by-side examples in the report (default: 5)")
+                    help="side-by-side examples in the report (default: 5); the base model writes replies for these "
+                         "contexts only (a before picture), the tuned model for all of them")
     ap.add_argument("--candidates", type=int, default=10, metavar="N",
                     help="N of hits@1 of N for who-wrote-it and context fit: the real reply and N-1 others "
                          "(default: 10, chance 10%%)")
-    ap.add_argument("--pool-size", type=int, default=300, metavar="N",
+    ap.add_argument("--pool-size", type=int, default=200, metavar="N",
                     help="read whole held-out conversations, drawn at random, until each side has at least N "
                          "messages: who-wrote-it and the persona gap score all of them, the speaker test up to N "
-                         "of each side, and the --max-samples contexts come from them (default: 300; 0 = every "
+                         "of each side, and the --max-samples contexts come from them (default: 200; 0 = every "
                          "conversation). The time the evaluation takes follows N, not the size of the held-out file")
     ap.add_argument("--bootstrap", type=int, default=1000, metavar="N",
                     help="bootstrap resamples for the 95%% intervals (default: 1000)")
@@ -106,7 +107,9 @@ def console_summary(results: dict) -> list[str]:
         out.append(f"who wrote it, hits@1 of {w['n']} (chance {100 * w['chance']:.0f}%): {ci(w['headline'])}")
         out.append(f"persona gap, nats/token (0 = none): {ci(results['persona_gap'], pct=False)}")
     a = results["authorship"]
-    if "tuned_minus_partner_voice" in a:
+    if a.get("not_a_persona_number"):
+        out.append(f"authorship: not a persona number here ({a['not_a_persona_number']})")
+    elif "tuned_minus_partner_voice" in a:
         out.append(f"authorship, tuned minus tuned-as-partner (0 = none): {ci(a['tuned_minus_partner_voice'])}; "
                    f"parrot {100 * a['parrot']['attributed_share']:.0f}%, your real "
                    f"{100 * a['person_real']['attributed_share']:.0f}%")

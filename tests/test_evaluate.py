@@ -251,22 +251,28 @@ def test_hf_scores_the_turns_of_one_conversation_reading_it_about_once(hf):
         m = HFChatModel(model, tok, name="t", max_length=max_length)
         fed_packed, fed_alone = _packed_equals_unpacked(model, m, items)
         assert fed_packed <= 2.5 * full < 0.5 * fed_alone  # alone, every turn re-reads all the turns before it
+        if max_length == 1024:  # every turn but the last is read inside the conversation itself (packing.py)
+            assert fed_packed < full + len(tok(conv[-1]["content"], add_special_tokens=False)["input_ids"]) + 8
 
 
 def test_pack_units_hangs_nested_prompts_off_one_trunk_and_splits_full_rows():
     from graftkit.evaluate.packing import pack_units
 
-    seqs = [([1, 2], [7, 8]), ([1, 2, 3, 4], [9]), ([1, 2, 3], [5, 5, 5]), ([1, 6], [4, 4]), ([1, 2], [3, 3])]
+    seqs = [([1, 2], [7, 8]), ([1, 2, 3, 4], [9]), ([1, 2, 3], [5, 5, 5]), ([1, 6], [4, 4]), ([1, 2], [3, 3]),
+            ([1, 2], [3, 4, 0])]
     units = pack_units(seqs, row_tokens=100)
     # [1,2] and [1,2,3] are prefixes of [1,2,3,4]: one trunk; [1,6] branches off and is its own trunk
-    assert sorted((u.trunk, sorted(i for i, _, _ in u.texts)) for u in units) == [([1, 2, 3, 4], [0, 1, 2, 4]),
-                                                                                ([1, 6], [3])]
+    assert sorted((u.trunk, sorted(i for i, _, _ in u.texts + u.inside)) for u in units) == [
+        ([1, 2, 3, 4], [0, 1, 2, 4, 5]), ([1, 6], [3])]
     trunk = next(u for u in units if u.trunk == [1, 2, 3, 4])
-    assert {i: plen for i, plen, _ in trunk.texts} == {0: 2, 1: 4, 2: 3, 4: 2}
-    assert len(trunk) == 4 + 1 + 0 + 2 + 1  # each text adds all its tokens but the last
+    assert {i: plen for i, plen, _ in trunk.texts + trunk.inside} == {0: 2, 1: 4, 2: 3, 4: 2, 5: 2}
+    # the trunk continues with [3] and [3, 4] after [1, 2]: items 4 and 5 (and item 1, a lone end token) are
+    # read at the trunk's own positions, whatever token the trunk has where their last token is predicted
+    assert sorted(i for i, _, _ in trunk.inside) == [1, 4, 5]
+    assert len(trunk) == 4 + 1 + 2  # each other text adds all its tokens but the last
     small = pack_units(seqs, row_tokens=2)  # too many text tokens for one row: the trunk repeats
     assert sum(u.trunk == [1, 2, 3, 4] for u in small) > 1
-    assert sorted(i for u in small for i, _, _ in u.texts) == [0, 1, 2, 3, 4]
+    assert sorted(i for u in small for i, _, _ in u.texts + u.inside) == [0, 1, 2, 3, 4, 5]
 
 
 def test_hf_model_with_a_short_sliding_window_is_scored_unpacked_with_the_same_numbers(hf):
@@ -570,23 +576,22 @@ class _RecordingModel:
 
     has_speaker = True
 
-    def __init__(self, name: str):
-        self.name, self.calls = name, []
+    def __init__(self, name: str, symmetric_roles: bool = True):
+        self.name, self.calls, self.roles = name, [], set()
+        self.symmetric_roles = symmetric_roles
 
     def score(self, items, progress=None):
         self.calls.append(list(items))
         return [(float(sum(map(ord, text)) % 97) / 10 + 1, max(1, len(text.split()))) for _, text, _ in items]
 
     def generate(self, context, seed: int = 0, role: str = "assistant") -> str:
+        self.roles.add(role)
+        self.replies = getattr(self, "replies", 0) + 1
         return f"reply {seed % 7}"
 
 
-def test_context_fit_hangs_off_the_persona_trees_and_scores_first_messages():
-    """Context fit and reply perplexity are scored in the same call as the persona items, after the whole
-    conversation so far, so each fit context is a persona item's context (HFChatModel.score then reads it
-    once): the LoRA evaluation's cost is the held-out conversations, not the 100 contexts again."""
-    from graftkit.evaluate.core import EvalSettings, context_before, run_evaluation
-
+def _recorded_convs() -> list:
+    """8 conversations with a system turn, whose assistant turns are two messages (two lines)."""
     rng = random.Random(0)
     convs = []
     for _ in range(8):
@@ -595,19 +600,63 @@ def test_context_fit_hangs_off_the_persona_trees_and_scores_first_messages():
             conv.append({"role": "user", "content": " ".join(rng.choices(THEM_WORDS, k=4))})
             conv.append({"role": "assistant", "content": " ".join(rng.choices(ME_WORDS, k=3)) + "\nsecond line"})
         convs.append(conv)
+    return convs
+
+
+def _recorded_run(symmetric: bool) -> tuple[dict, dict]:
+    from graftkit.evaluate.core import EvalSettings, run_evaluation
+
+    convs = _recorded_convs()
+    models = {"base": _RecordingModel("base"), "tuned": _RecordingModel("tuned", symmetric_roles=symmetric)}
+    samples = build_samples(convs, max_samples=6, seed=1, max_context_turns=2)
+    results, _ = run_evaluation(samples, models, EvalSettings(max_samples=6, max_context_turns=2, pool_size=0,
+                                                              n_boot=20),
+                                train_convs=convs, val_convs=convs, progress=False)
+    return results, models
+
+
+def test_authorship_has_no_as_partner_control_for_a_model_trained_on_one_side():
+    """A LoRA adapter learns the person's (assistant) turns only, so the tuned model writing as the partner
+    is no fair control for authorship: it is not generated, and the report says why instead of a number."""
+    one_side, models = _recorded_run(symmetric=False)
+    assert models["tuned"].roles == {"assistant"}
+    auth = one_side["authorship"]
+    assert "tuned_as_partner" not in auth and "tuned_minus_partner_voice" not in auth
+    assert "trained on your turns only" in auth["not_a_persona_number"]
+    both, models = _recorded_run(symmetric=True)
+    assert models["tuned"].roles == {"assistant", "user"} and "tuned_minus_partner_voice" in both["authorship"]
+    # the base model writes only the side-by-side examples' replies (a before picture), the tuned model all
+    assert models["base"].replies == len(both["examples"]) == 5 < both["n_contexts"] == 6
+    assert models["tuned"].replies == 2 * 6 and all("base" in ex for ex in both["examples"])
+    assert "base" not in both["style"]["stats"] and "base" not in both["authorship"]
+    from graftkit.evaluate.report import headline
+
+    line = [x for x in headline(one_side, {}) if "Authorship" in x][0]
+    assert "not a persona number here" in line and "trained on your turns only" in line
+
+
+def test_context_fit_hangs_off_the_persona_trees_and_scores_first_messages():
+    """Context fit and reply perplexity are scored in the same call as the persona items, after the whole
+    conversation so far, so each fit context is a persona item's context (HFChatModel.score then reads it
+    once): the LoRA evaluation's cost is the held-out conversations, not the 100 contexts again."""
+    from graftkit.evaluate.core import EvalSettings, context_before, run_evaluation
+
+    convs = _recorded_convs()
     models = {"base": _RecordingModel("base"), "tuned": _RecordingModel("tuned")}
     samples = build_samples(convs, max_samples=6, seed=1, max_context_turns=2)
     run_evaluation(samples, models, EvalSettings(max_samples=6, max_context_turns=2, pool_size=0, n_boot=20),
                    train_convs=convs, val_convs=convs, progress=False)
-    for model in models.values():
+    for name, model in models.items():
         tree_call = model.calls[0]  # persona items (+ the tuned model's swapped twins), fit candidates, whole replies
-        tail = len(samples) * (10 + 1)  # 10 candidates per context (enough replies here), then the whole reply
+        n_fit = 10 if name == "tuned" else 0  # context fit is the tuned model's alone (not about the person)
+        tail = len(samples) * (n_fit + 1)  # 10 candidates per context (enough replies here), then the whole reply
         persona_ctx = {json.dumps(ctx) for ctx, _, _ in tree_call[:-tail]}
         for i, s in enumerate(samples):
             full = context_before(convs[s.conv], s.turn)
             assert json.dumps(full) in persona_ctx  # the fit context is a persona item's context: same tree
-            fit = tree_call[len(tree_call) - tail + 10 * i:len(tree_call) - tail + 10 * (i + 1)]
+            fit = tree_call[len(tree_call) - tail + n_fit * i:len(tree_call) - tail + n_fit * (i + 1)]
             assert all(ctx == full and "\n" not in text for ctx, text, _ in fit)  # first messages only
-            assert fit[0][1] == s.reply.splitlines()[0]  # the real reply's first message comes first
+            assert not fit or fit[0][1] == s.reply.splitlines()[0]  # the real reply's first message comes first
             assert tree_call[len(tree_call) - len(samples) + i] == (full, s.reply, "assistant")  # perplexity
         assert len(samples[0].context) <= 3  # generation keeps its short window (system + 2 turns)
+    assert len(models["tuned"].calls[1]) > 0 and len(models["base"].calls) == 2  # candidates alone: tuned only

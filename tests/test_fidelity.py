@@ -106,6 +106,10 @@ def test_persona_numbers_find_the_person_and_stay_at_chance_without_one(person_a
     assert lo < 0 < hi
     lo, hi = control["authorship"]["tuned_minus_partner_voice"]["ci95"]
     assert lo <= 0 <= hi
+    # ...and authorship is not even reported as a persona number there: its classifier cannot find a person
+    assert person["authorship"]["not_a_persona_number"] is None
+    assert person["authorship"]["heldout_auc"]["ci95"][0] > 0.5
+    assert "cannot tell" in control["authorship"]["not_a_persona_number"]
     # ...while perplexity falls as much in the control as with the person: it measures chat, not the person
     assert control["perplexity"]["relative_change"] < -0.3 and person["perplexity"]["relative_change"] < -0.3
     # context fit is reported beside them, with its chance level (these synthetic replies ignore their context)

@@ -144,12 +144,17 @@ class AuthorshipClassifier:
         junk = float((top == 2).mean()) if p.shape[1] > 2 else 0.0
         return AuthorshipResult(float(p[:, 1].mean()), float((top == 1).mean()), int(len(p)), junk)
 
+    def person_vs_partners(self, texts: Sequence[str]) -> np.ndarray:
+        """P(person) / (P(person) + P(partners)) per text: the person against partners, junk left out."""
+        if not texts:
+            return np.zeros(0)
+        p = self.proba(texts)
+        return p[:, 1] / np.maximum(p[:, 0] + p[:, 1], 1e-12)
+
     def auc(self, person: Sequence[str], partners: Sequence[str]) -> float:
         """ROC AUC on held-out person vs partner texts (how well it separates them at all)."""
-        from sklearn.metrics import roc_auc_score
+        from .stats import auc
 
         if not person or not partners:
             return float("nan")
-        p = self.proba(list(person) + list(partners))
-        p = p[:, 1] / np.maximum(p[:, 0] + p[:, 1], 1e-12)  # person vs partners, junk left out
-        return float(roc_auc_score([1] * len(person) + [0] * len(partners), p))
+        return auc(self.person_vs_partners(person), self.person_vs_partners(partners))

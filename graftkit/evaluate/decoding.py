@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from ..tiny_gpt.generate import sample_next
+from ..tiny_gpt.generate import sample_rows
 
 # forward(input_ids, attention_mask, position_ids, cache or None) -> (last-position logits [B, V], cache)
 Forward = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, Any], tuple[torch.Tensor, Any]]
@@ -138,10 +138,12 @@ def decode(forward: Forward, prompts: Sequence[list[int]], generators: Sequence[
     done = [False] * n
     for step in range(max_new_tokens):
         step_tokens, keep = [], []
+        live = [r for r, i in enumerate(rows) if not done[i]]
+        drawn = dict(zip(live, sample_rows(logits[live], temperature, top_k, [generators[rows[r]] for r in live])))
         for r, i in enumerate(rows):
             tok = pad_id  # a finished row still in the batch is fed padding until it is dropped
             if not done[i]:
-                tok = sample_next(logits[r], temperature, top_k, generators[i])
+                tok = drawn[r]
                 if tok in stop_ids:
                     done[i] = True
                     if progress:

@@ -36,6 +36,9 @@ SWAP = {"user": "assistant", "assistant": "user"}
 
 class ReplyModel(Protocol):
     name: str
+    # trained on both sides' turns, so its replies as the partner are as trained as its replies as the person
+    # (authorship's control, core.run_evaluation); an adapter without it counts as trained on both
+    symmetric_roles: bool
 
     def score(self, items: Sequence[Item]) -> list[tuple[float, int]]:
         """[(sum of the NLL, in nats, of each text's tokens given its context and speaker; token count)]."""
@@ -158,6 +161,8 @@ class HFChatModel:
     conversation when not given). max_length caps prompt + reply tokens: for scoring the prompt is cut
     from the left; for generation the oldest non-system turns are dropped until the prompt fits.
     """
+
+    symmetric_roles = False  # graftkit's LoRA learns the assistant (person) turns only
 
     def __init__(self, model: Any, tokenizer: Any, *, name: str, use_adapter: bool = True,
                  max_new_tokens: int = 64, temperature: float = 0.8, top_k: int = 0, max_length: int = 1024,

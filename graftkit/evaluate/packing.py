@@ -12,6 +12,12 @@ trunk up to its prompt's length plus the text's own earlier tokens; position ids
 prompt's length. Each text therefore gets exactly the logits it would get alone (up to float
 rounding): token 0 is predicted at the trunk position prompt_len - 1, token j at the text's token
 j - 1. Units are sorted by length and padded into batches of at most `batch_tokens` tokens.
+
+A text that the trunk itself continues with (its prompt plus all its tokens but the last are a prefix of
+the trunk) adds no tokens at all: its logits are read at the trunk's own positions. Scored after the whole
+conversation so far, most of a conversation's messages are such texts (the later prompts contain them), so
+a conversation costs about its own length per orientation instead of about 1.5 times it (measured on the
+persona-free control's LoRA evaluation: 131 k -> 102 k tokens).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import torch
 class Unit:
     trunk: list[int]
     texts: list[tuple[int, int, list[int]]] = field(default_factory=list)  # (item index, prompt length, text ids)
+    inside: list[tuple[int, int, list[int]]] = field(default_factory=list)  # texts the trunk continues with
 
     def __len__(self) -> int:
         return len(self.trunk) + sum(len(t) - 1 for _, _, t in self.texts)
@@ -33,29 +40,35 @@ class Unit:
 
 def pack_units(seqs: Sequence[tuple[list[int], list[int]]], row_tokens: int) -> list[Unit]:
     """Group (prompt ids, text ids) pairs under trunks; a trunk whose texts' tokens overflow `row_tokens` is
-    repeated in as many units as it takes. Prompts are sorted, so a prompt comes right before those that
-    extend it."""
-    prompts = sorted({tuple(p) for p, _ in seqs})
+    repeated in as many units as it takes. Texts whose prompt plus all tokens but the last are a prefix of a
+    trunk go to that trunk's `inside` (no tokens of their own)."""
+    prompts = {tuple(p) for p, _ in seqs}
+    heads = {tuple(p) + tuple(t[:-1]) for p, t in seqs}  # what a text needs read before its last token
     trunk_of: dict[tuple[int, ...], tuple[int, ...]] = {}
     trunk: tuple[int, ...] = ()
-    for p in reversed(prompts):  # an extension comes before its prefixes here
-        if not (trunk and len(p) <= len(trunk) and trunk[:len(p)] == p):
-            trunk = p
-        trunk_of[p] = trunk
-    by_trunk: dict[tuple[int, ...], list[int]] = {}
-    for i, (p, _) in enumerate(seqs):
-        by_trunk.setdefault(trunk_of[tuple(p)], []).append(i)
-    units: list[Unit] = []
-    for t, idx in by_trunk.items():
-        unit = Unit(list(t))
-        for i in idx:
-            p, text = seqs[i]
-            if unit.texts and len(unit) - len(t) + len(text) - 1 > row_tokens:
-                units.append(unit)
-                unit = Unit(list(t))
-            unit.texts.append((i, len(p), list(text)))
-        units.append(unit)
-    return units
+    # sorted, a sequence comes right before those that extend it: scanned backwards, `trunk` is always the
+    # longest prompt that extends the sequence at hand, if any prompt does (only prompts become trunks)
+    for p in sorted(prompts | heads, reverse=True):
+        inside = bool(trunk) and len(p) <= len(trunk) and trunk[:len(p)] == p
+        if p in prompts and not inside:
+            trunk, inside = p, True
+        if inside:
+            trunk_of[p] = trunk
+    units_of: dict[tuple[int, ...], list[Unit]] = {}
+    for i, (p, text) in enumerate(seqs):
+        head = tuple(p) + tuple(text[:-1])
+        if head in trunk_of:  # the trunk continues with this text
+            t = trunk_of[head]
+            units_of.setdefault(t, [Unit(list(t))])[0].inside.append((i, len(p), list(text)))
+            continue
+        t = trunk_of[tuple(p)]
+        units = units_of.setdefault(t, [Unit(list(t))])
+        unit = units[-1]
+        if unit.texts and len(unit) - len(t) + len(text) - 1 > row_tokens:
+            unit = Unit(list(t))
+            units.append(unit)
+        unit.texts.append((i, len(p), list(text)))
+    return [u for units in units_of.values() for u in units]
 
 
 def _layout(unit: Unit, width: int, pad_id: int, neg: float):
@@ -67,7 +80,8 @@ def _layout(unit: Unit, width: int, pad_id: int, neg: float):
     ids[:n] = torch.tensor(unit.trunk, dtype=torch.long)
     pos[:n] = torch.arange(n)
     mask[:n, :n] = torch.triu(torch.full((n, n), neg), diagonal=1)
-    rows: list[tuple[int, list[int], list[int]]] = []
+    rows: list[tuple[int, list[int], list[int]]] = [(item, list(range(plen - 1, plen - 1 + len(text))), text)
+                                                    for item, plen, text in unit.inside]
     at = n
     for item, plen, text in unit.texts:
         k = len(text) - 1  # the text's tokens placed in the row (its last token is only predicted)
@@ -116,6 +130,6 @@ def score_packed(logits_fn: Callable[..., torch.Tensor], units: Sequence[Unit], 
                 picked = logp[rank[b, where], torch.tensor(text, dtype=torch.long)]
                 out[item] = (float(-picked.double().sum()), len(text))
         if progress:
-            progress(sum(len(u.texts) for u in batch))
+            progress(sum(len(u.texts) + len(u.inside) for u in batch))
         start = end
     return out

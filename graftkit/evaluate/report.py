@@ -136,17 +136,23 @@ def headline(results: dict, meta: dict) -> list[str]:
                    f"{chance_verdict(gap, 0.0).capitalize()}.")
     auth = results.get("authorship", {})
     diff = auth.get("tuned_minus_partner_voice")
-    if diff and "tuned" in auth:
+    scale = (f"For scale: your real held-out messages {_pct(auth['person_real']['attributed_share'])}, partners' "
+             f"{_pct(auth['partners_real']['attributed_share'])}, a parrot repeating your training messages "
+             f"{_pct(auth['parrot']['attributed_share'])} (the classifier cannot tell a parrot; context fit below can), "
+             f"shuffled letters {_pct(auth['scrambled_real']['attributed_share'])}, word salad "
+             f"{_pct(auth['word_salad']['attributed_share'])}.") if "person_real" in auth else ""
+    why_not = auth.get("not_a_persona_number")
+    if "tuned" in auth and why_not:
+        out.append(f"- **Authorship of its own replies:** not a persona number here: {why_not}. A style classifier "
+                   f"(you / partners / junk) calls {_pct(auth['tuned']['attributed_share'])} of the model's replies "
+                   f"yours; read it only beside the numbers above. {scale}")
+    elif diff and "tuned" in auth:
         out.append(
             f"- **Authorship of its own replies:** a style classifier (you / partners / junk) calls "
             f"{_pct(auth['tuned']['attributed_share'])} of the model's replies yours, and "
             f"{_pct(auth['tuned_as_partner']['attributed_share'])} of the replies the same model writes as your "
             f"partner in the same conversations: a difference of {_ci_text(diff)} "
-            f"({chance_verdict(diff, 0.0)}). For scale: your real held-out messages "
-            f"{_pct(auth['person_real']['attributed_share'])}, partners' {_pct(auth['partners_real']['attributed_share'])}, "
-            f"a parrot repeating your training messages {_pct(auth['parrot']['attributed_share'])} (the classifier "
-            f"cannot tell a parrot; context fit below can), shuffled letters "
-            f"{_pct(auth['scrambled_real']['attributed_share'])}, word salad {_pct(auth['word_salad']['attributed_share'])}.")
+            f"({chance_verdict(diff, 0.0)}). {scale}")
     return out
 
 
@@ -191,7 +197,7 @@ def render_markdown(results: dict, meta: dict) -> str:
         f"- **Context fit:** among {fit['n']} of your own replies (their first message; 1 written to "
         f"this conversation, {fit['n'] - 1} to others), the tuned model picks the right one in "
         f"{_ci_text(fit.get('tuned'))} of cases; chance {_pct(fit['chance'])}, base "
-        + (_ci_text(fit['base']) if fit.get('base') else "n/a (context-blind)") + ". Any chat model learns to fit "
+        + (_ci_text(fit['base']) if fit.get('base') else "not measured") + ". Any chat model learns to fit "
         "replies to the conversation, so this is about chat in general; a parrot that repeats your messages "
         "would be at chance.",
         f"- **Reply perplexity:** {perplexity_verdict(ppl)}",
@@ -228,14 +234,17 @@ def render_markdown(results: dict, meta: dict) -> str:
         if r is not None:
             lines.append(f"| {label} | {_pct(r['attributed_share'])} | {_pct(r.get('junk_share'))} | "
                          f"{_num(r['mean_p_person'])} | {r['n']} |")
-    lines += ["", f"Classifier held-out ROC AUC (you vs partners): {_num(auth.get('heldout_auc'))}; trained on "
+    held = auth.get("heldout_auc")
+    held_txt = _ci_text(held, lambda x: _num(x, 2)) if isinstance(held, dict) else _num(held)
+    lines += ["", f"Classifier held-out ROC AUC (you vs partners, 0.5 = cannot tell): {held_txt}; trained on "
               f"{auth['n_train'].get('person')} of your messages, {auth['n_train'].get('partners')} partner messages "
               f"and {auth['n_train'].get('junk', 0)} junk texts.", ""]
     lines += [
         "## Style: generated replies vs your real replies",
         "",
         "Same contexts for every column. *partners* = the partner's last message before each reply, *parrot* = "
-        "random training messages of yours, *tuned_as_partner* = the tuned model writing as your partner. Rates "
+        "random training messages of yours" + (", *tuned_as_partner* = the tuned model writing as your partner"
+                                               if "tuned_as_partner" in cols else "") + ". Rates "
         "and mean length show a 95% bootstrap interval over replies.",
         "",
         "| stat | " + " | ".join(cols) + " |",
@@ -327,7 +336,7 @@ def render_figure(path: Path, results: dict, rows: Sequence[dict]) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    names = [n for n in ("real", "base", "tuned") if rows and n in rows[0]]
+    names = [n for n in ("real", "base", "tuned") if rows and all(n in r for r in rows)]  # base: examples only
     fig, axes = plt.subplots(2, 2, figsize=(12, 8.5))
 
     ax = axes[0, 0]

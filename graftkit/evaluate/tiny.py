@@ -48,6 +48,8 @@ def _clean(text: str) -> str:
 class TinyGPTModel:
     """A trained graftkit tiny GPT (model + the tokenizer stored in its checkpoint)."""
 
+    symmetric_roles = True  # trained on both sides' turns (<|me|> and <|them|>)
+
     def __init__(self, model: Any, tok: Any, *, name: str = "tuned", max_new_tokens: int = 64,
                  temperature: float = 0.8, top_k: int = 0, device: str | torch.device = "cpu"):
         self.model, self.tok, self.name = model, tok, name
