@@ -204,7 +204,8 @@ def run_evaluation(samples: Sequence[EvalSample], models: dict[str, ReplyModel],
     person_items = [first_message(s) for s in all_person if s.conv in pool]
     partner_items = [first_message(s) for s in build_samples([swap_roles(c) for c in val_convs], max_samples=None,
                                                              seed=seed, max_context_turns=0, only=pool)]
-    me_val, them_val = person_and_partner_texts(val_convs)
+    me_held, them_held = turns_with_conv(val_convs, "assistant"), turns_with_conv(val_convs, "user")
+    me_val, them_val = [t for _, t in me_held], [t for _, t in them_held]  # every held-out message of each side
     # the speaker test scores texts alone (no conversation to read): up to pool_size of each side, from the same pool
     me_speak = [(c, first_line(t)) for c, t in _subsample([x for x in turns_with_conv(val_convs, "assistant")
                                                            if x[0] in pool], settings.pool_size, seed + 3)]
@@ -414,8 +415,7 @@ def run_evaluation(samples: Sequence[EvalSample], models: dict[str, ReplyModel],
     clf = AuthorshipClassifier(seed=seed).fit(me_train, them_train, junk_texts(me_train, them_train, rng, n_junk))
     # can it tell your real held-out messages from your partners' at all? If not (a persona-free history, or
     # too little text), what it says about generated replies is noise with a direction, not a persona number
-    me_held, them_held = turns_with_conv(val_convs, "assistant"), turns_with_conv(val_convs, "user")
-    sep = [clf.person_vs_partners([t for _, t in me_held]), clf.person_vs_partners([t for _, t in them_held])]
+    sep = [clf.person_vs_partners(me_val), clf.person_vs_partners(them_val)]
     heldout = _ci(stats.bootstrap(stats.auc, sep, clusters=[[c for c, _ in me_held], [c for c, _ in them_held]],
                                   **boot))
     auth: dict = {
