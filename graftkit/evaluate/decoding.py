@@ -98,6 +98,29 @@ def left_padded(prompts: Sequence[list[int]], width: int, pad_id: int) -> tuple[
     return ids, mask
 
 
+def next_tokens(logits: torch.Tensor, rows: Sequence[int], done: list[bool], out: list[list[int]],
+                generators: Sequence[torch.Generator], *, temperature: float, top_k: int, stop_ids: set[int],
+                pad_id: int) -> tuple[list[int], list[int], int]:
+    """One decoding step's tokens: logits row r belongs to prompt rows[r]. Unfinished rows draw from their own
+    generator in one sample_rows call; a stop token marks the prompt done, any other token is appended to its
+    reply. Returns (the token each row is fed next, padding for finished rows; the rows still going; how many
+    replies ended at this step). Shared by decode() and HFChatModel's fallback path."""
+    live = [r for r, i in enumerate(rows) if not done[i]]
+    drawn = dict(zip(live, sample_rows(logits[live], temperature, top_k, [generators[rows[r]] for r in live])))
+    fed, keep, ended = [], [], 0
+    for r, i in enumerate(rows):
+        tok = pad_id  # a finished row still in the batch is fed padding until it is dropped
+        if r in drawn:
+            tok = drawn[r]
+            if tok in stop_ids:
+                done[i], ended = True, ended + 1
+            else:
+                out[i].append(tok)
+                keep.append(r)
+        fed.append(tok)
+    return fed, keep, ended
+
+
 @torch.no_grad()
 def decode(forward: Forward, prompts: Sequence[list[int]], generators: Sequence[torch.Generator], *,
            max_new_tokens: int, stop_ids: set[int], pad_id: int, temperature: float, top_k: int,
@@ -137,21 +160,10 @@ def decode(forward: Forward, prompts: Sequence[list[int]], generators: Sequence[
     out: list[list[int]] = [[] for _ in prompts]
     done = [False] * n
     for step in range(max_new_tokens):
-        step_tokens, keep = [], []
-        live = [r for r, i in enumerate(rows) if not done[i]]
-        drawn = dict(zip(live, sample_rows(logits[live], temperature, top_k, [generators[rows[r]] for r in live])))
-        for r, i in enumerate(rows):
-            tok = pad_id  # a finished row still in the batch is fed padding until it is dropped
-            if not done[i]:
-                tok = drawn[r]
-                if tok in stop_ids:
-                    done[i] = True
-                    if progress:
-                        progress(1)
-                else:
-                    out[i].append(tok)
-                    keep.append(r)
-            step_tokens.append(tok)
+        step_tokens, keep, ended = next_tokens(logits, rows, done, out, generators, temperature=temperature,
+                                               top_k=top_k, stop_ids=stop_ids, pad_id=pad_id)
+        if progress and ended:
+            progress(ended)
         if not keep or step == max_new_tokens - 1:
             break
         tokens = torch.tensor(step_tokens, dtype=torch.long)

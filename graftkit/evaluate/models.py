@@ -396,7 +396,7 @@ class HFChatModel:
         """Left-padded batch decoding with transformers' own cache (models graftkit.evaluate.decoding does not
         handle: sliding-window attention, older transformers); stops when every context has ended its turn."""
         gens = [make_generator(s) for s in seeds]
-        from .decoding import left_padded
+        from .decoding import left_padded, next_tokens
 
         n, width = len(prompts), max(len(p) for p in prompts)
         pad = self.pad_id
@@ -412,16 +412,8 @@ class HFChatModel:
                                  **{self._cache_kw: past})
                 past = _output_cache(res)
                 logits = res.logits[:, -1].float().cpu()
-                step = []
-                for b in range(n):
-                    tok = pad
-                    if not done[b]:
-                        tok = sample_next(logits[b], self.temperature, self.top_k, gens[b])
-                        if tok in self.stop_ids:
-                            done[b] = True
-                        else:
-                            out[b].append(tok)
-                    step.append(tok)
+                step, _, _ = next_tokens(logits, range(n), done, out, gens, temperature=self.temperature,
+                                         top_k=self.top_k, stop_ids=self.stop_ids, pad_id=pad)
                 if all(done):
                     break
                 ids = torch.tensor(step, dtype=torch.long).unsqueeze(1)
