@@ -89,6 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--threads", type=int, default=0, metavar="N",
                     help="torch threads (default: 0 = auto: 1 for the tiny GPT, whose small matrices gain "
                          "nothing from more, and up to 4 cores for LoRA). Same seed and threads = same files")
+    ap.add_argument("--prompt-examples", type=int, default=20, metavar="N",
+                    help="LoRA: also score the prompting baseline, the base model with N of your own training "
+                         "messages as style examples in its system prompt (the free alternative to fine-tuning), "
+                         "with the same persona numbers (default: 20; 0 = off; costs about a fifth more scoring)")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     return ap
 
@@ -113,6 +117,11 @@ def console_summary(results: dict) -> list[str]:
         out.append(f"authorship, tuned minus tuned-as-partner (0 = none): {ci(a['tuned_minus_partner_voice'])}; "
                    f"parrot {100 * a['parrot']['attributed_share']:.0f}%, your real "
                    f"{100 * a['person_real']['attributed_share']:.0f}%")
+    pb = results.get("prompting_baseline")
+    if pb:
+        out.append(f"prompting baseline (base model + {pb['n_examples']} of your messages in its prompt): speaker AUC "
+                   f"{ci(pb['speaker'], pct=False)}, who wrote it {ci(pb['who_wrote_it'])}, persona gap "
+                   f"{ci(pb['persona_gap'], pct=False)}")
     f = results["context_fit"]
     out.append(f"context fit (not about you), hits@1 of {f['n']} (chance {100 * f['chance']:.0f}%): "
                f"{ci(f['tuned'])}")
@@ -129,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"--{flag.replace('_', '-')} must not be negative")
     if args.candidates < 2:
         raise UserError("--candidates must be at least 2")
+    if args.prompt_examples < 0:
+        raise UserError("--prompt-examples must not be negative (0 = no prompting baseline)")
     if args.pool_size < 0 or args.bootstrap < 1 or args.threads < 0:
         raise UserError("--pool-size and --threads must not be negative, --bootstrap must be at least 1")
     if args.max_new_tokens < 1:
@@ -170,8 +181,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.quiet:
         print(f"evaluating {target.meta.get('model_dir')} ({kind}) against its base on {len(samples)} held-out "
               f"contexts, {threads} thread(s)", file=sys.stderr)
+    from graftkit.evaluate.loading import prompting_baseline
+
+    prompted = prompting_baseline(target, train_convs, args.prompt_examples, args.seed)
     results, rows = run_evaluation(samples, target.models, settings, train_convs=train_convs, val_convs=val_convs,
-                                   progress=not args.quiet)
+                                   progress=not args.quiet, prompted=prompted)
     decoding = "greedy" if temperature == 0 else f"sampling at temperature {temperature:g}" + (
         f", top-k {args.top_k}" if args.top_k else "")
     meta = {

@@ -38,9 +38,10 @@ from graftkit.lora.data import (PackedCollator, check_response_part, encode_samp
                                 trim_tail)
 from graftkit.lora.export import GGUF_NEEDS, save_adapter, save_gguf, save_merged
 from graftkit.lora.presets import resolve_model_id
-from graftkit.lora.train import (StopOnInterrupt, check_output_dir, count_tokens, pack_for_steps, pick_optim,
-                                 resolve_checkpointing, resolve_packing, resolve_resume, resume_error, step_of,
-                                 summarize, trainer_classes, uses_flash_attention)
+from graftkit.lora.persona import PersonaScorer, selection_table, split_persona_holdout
+from graftkit.lora.train import (StopOnInterrupt, check_output_dir, count_tokens, kept_step, pack_for_steps,
+                                 pick_optim, resolve_checkpointing, resolve_packing, resolve_resume, resume_error,
+                                 step_of, summarize, trainer_classes, uses_flash_attention)
 
 # transformers, trl, peft, datasets and torch are imported inside the functions below, after the backend is
 # chosen: on the Unsloth branch `import unsloth` must run first (it patches them), and --help stays instant.
@@ -126,8 +127,11 @@ def load_for_training(cfg: LoraTrainConfig, backend: str) -> Loaded:
 
 
 def build_trainer(cfg: LoraTrainConfig, loaded: Loaded, train_rows: list[dict], val_rows: list[dict], out: Path,
-                  resuming: bool = False, train_batch: int | None = None) -> Any:
-    """SFTTrainer on rows already templated, masked and packed; `train_batch` packed rows per step."""
+                  resuming: bool = False, train_batch: int | None = None, persona: PersonaScorer | None = None) -> Any:
+    """SFTTrainer on rows already templated, masked and packed; `train_batch` packed rows per step.
+
+    With a `persona` scorer every evaluation also measures the persona gap, and (select_on: persona) the
+    checkpoint with the largest one is restored at the end and early stopping watches it instead of val loss."""
     import torch
     from datasets import Dataset
     from transformers import EarlyStoppingCallback
@@ -136,6 +140,8 @@ def build_trainer(cfg: LoraTrainConfig, loaded: Loaded, train_rows: list[dict], 
     cuda = loaded.device == "cuda"
     has_val = bool(val_rows)
     early = has_val and cfg.early_stopping_patience > 0
+    by_persona = has_val and persona is not None and cfg.select_on == "persona"
+    keep_best = early or by_persona  # restore the best checkpoint at the end (what adapter/ then holds)
     bf16 = cuda and torch.cuda.is_bf16_supported()
     extra: dict[str, Any] = {}
     if loaded.backend == "peft":
@@ -162,8 +168,9 @@ def build_trainer(cfg: LoraTrainConfig, loaded: Loaded, train_rows: list[dict], 
         eval_strategy="steps" if has_val else "no", eval_steps=cfg.eval_steps if has_val else None,
         eval_on_start=has_val and cfg.eval_on_start and not resuming,
         save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=cfg.save_total_limit or None,
-        load_best_model_at_end=early, metric_for_best_model="eval_loss" if early else None,
-        greater_is_better=False if early else None,
+        load_best_model_at_end=keep_best,
+        metric_for_best_model=("eval_persona_gap" if by_persona else "eval_loss") if keep_best else None,
+        greater_is_better=by_persona if keep_best else None,
         bf16=bf16, fp16=cuda and not bf16, use_cpu=not cuda, dataloader_pin_memory=cuda,
         ddp_find_unused_parameters=False,  # torchrun / accelerate launch: every LoRA weight is used in each step
         report_to="wandb" if cfg.wandb else "none", **extra,
@@ -181,6 +188,7 @@ def build_trainer(cfg: LoraTrainConfig, loaded: Loaded, train_rows: list[dict], 
         eval_dataset=Dataset.from_list(val_rows) if has_val else None, callbacks=callbacks,
     )
     trainer.reply_only_head = not cuda  # CPU: LM head on the reply tokens only (TRL's fused head is compact on CUDA)
+    trainer.persona = persona if has_val else None
     return trainer
 
 
@@ -193,6 +201,9 @@ def run(cfg: LoraTrainConfig) -> dict[str, Any]:
     # the data and the settings first: a bad file or key fails in a second, before any model download
     out = Path(cfg.output_dir)
     train_s, val_s = load_splits(cfg)
+    # the persona score's slice: whole conversations held out of the training split, never trained on and never
+    # read by evaluate_persona.py (which scores the validation file), so choosing the checkpoint on it is honest
+    train_s, persona_s = split_persona_holdout(train_s, cfg.persona_holdout, cfg.seed)
     backend = select_backend(cfg.backend, cfg.gguf_file)
     if cfg.gguf_methods and backend != "unsloth":
         notice(GGUF_NEEDS)  # said before training, so nobody waits an hour to learn it
@@ -214,8 +225,10 @@ def run(cfg: LoraTrainConfig) -> dict[str, Any]:
 
     # responses only: conversations through the chat template, labels on the person's replies only
     tok, info = loaded.tokenizer, loaded.info
-    train_rows, st_train = encode_samples(tok, train_s, info, cfg.max_seq_length, cfg.overlong, cfg.system_prompt)
-    val_rows, st_val = encode_samples(tok, val_s, info, cfg.max_seq_length, cfg.overlong, cfg.system_prompt)
+    train_rows, st_train = encode_samples(tok, train_s, info, cfg.max_seq_length, cfg.overlong, cfg.system_prompt,
+                                          cfg.train_on)
+    val_rows, st_val = encode_samples(tok, val_s, info, cfg.max_seq_length, cfg.overlong, cfg.system_prompt,
+                                      cfg.train_on)
     say(st_train.summary("train"))
     if val_s:
         say(st_val.summary("val"))
@@ -231,10 +244,26 @@ def run(cfg: LoraTrainConfig) -> dict[str, Any]:
     msg = check_response_part(tok, train_s, info, cfg.system_prompt)
     if msg:
         say(msg)
+    persona = None
+    if persona_s and val_rows:
+        persona = PersonaScorer(loaded.model, tok, info, [smp.messages for smp in persona_s],
+                                system_prompt=cfg.system_prompt, max_length=cfg.max_seq_length,
+                                messages=cfg.persona_messages, seed=cfg.seed)
+        if not persona.usable:
+            persona = None
+    if persona:
+        say(f"persona score: {len(persona_s)} conversations held out of {Path(train_s[0].path).name} by conversation "
+            f"(persona_holdout {cfg.persona_holdout}; never trained on, not read by evaluate_persona.py), "
+            f"{persona.n_person} + {len(persona.items) - persona.n_person} messages from {persona.n_conversations} of "
+            f"them scored at each evaluation; the kept checkpoint is chosen by "
+            f"{'the persona gap' if cfg.select_on == 'persona' else 'val loss'}")
+    elif cfg.persona_holdout > 0:
+        notice("persona score off (too few conversations or no validation data): the checkpoint is chosen by val loss")
 
     # train (resuming from the newest checkpoint); Ctrl-C saves a checkpoint after the current step
     out.mkdir(parents=True, exist_ok=True)
-    trainer = build_trainer(cfg, loaded, train_rows, val_rows, out, resuming=bool(resume), train_batch=train_batch)
+    trainer = build_trainer(cfg, loaded, train_rows, val_rows, out, resuming=bool(resume), train_batch=train_batch,
+                            persona=persona)
     if resume:
         say(f"resuming from {resume}")
     stop = StopOnInterrupt()
@@ -256,17 +285,32 @@ def run(cfg: LoraTrainConfig) -> dict[str, Any]:
                "nothing new was trained; raise max_steps or epochs to continue, or pass resume=false to start over")
     stopped_early = (bool(val_rows) and cfg.early_stopping_patience > 0
                      and trainer.state.global_step < trainer.state.max_steps)
+    watched = "persona gap" if trainer.args.metric_for_best_model == "eval_persona_gap" else "val loss"
     if stopped_early:
         best = trainer.state.best_model_checkpoint
-        say(f"early stopping: val loss did not improve by more than {cfg.early_stopping_threshold} for "
+        say(f"early stopping: {watched} did not improve by more than {cfg.early_stopping_threshold} for "
             f"{cfg.early_stopping_patience} evaluations; stopped at step {trainer.state.global_step} of "
             f"{trainer.state.max_steps}" + (f"; restored the best checkpoint {Path(best).name}" if best else ""))
     tokens = count_tokens(trainer)  # every rank takes part in the gather
     if not trainer.is_world_process_zero():  # torchrun / accelerate launch: rank 0 saves
         return {"global_step": trainer.state.global_step, "rank": trainer.args.process_index}
 
+    # which checkpoint became adapter/, and both curves it was chosen from
+    kept = kept_step(trainer.state) if trainer.args.load_best_model_at_end else None
+    table = selection_table(trainer.state.log_history, kept)
+    if table:
+        say(f"evaluations (adapter/ keeps the {'best ' + watched if kept is not None else 'last step'}):\n{table}")
+    if trainer.args.load_best_model_at_end and kept is None:
+        say(f"no checkpoint improved on the first evaluation's {watched}: adapter/ holds the last step")
+    selection = {"select_on": watched, "kept_step": kept if kept is not None else trainer.state.global_step,
+                 "train_on": cfg.train_on, "persona_holdout": {
+                     "file": str(train_s[0].path), "conversations": len(persona_s),
+                     "scored_per_evaluation": persona.n_conversations if persona else 0,
+                     "lines": [smp.line for smp in persona_s]} if persona else None,
+                 "scored_by_evaluate_persona": "the validation file (val_file), never this slice"}
+
     # save: the adapter always, a merged 16-bit model and GGUF files when save_formats asks
-    adapter_dir = save_adapter(cfg, loaded, trainer.model, out / "adapter")
+    adapter_dir = save_adapter(cfg, loaded, trainer.model, out / "adapter", selection)
     exports = {"adapter": str(adapter_dir)}
     if "merged_16bit" in cfg.save_formats:
         exports["merged_16bit"] = str(save_merged(cfg, loaded, trainer.model, adapter_dir, out / "merged_16bit"))
@@ -283,6 +327,7 @@ def run(cfg: LoraTrainConfig) -> dict[str, Any]:
             exports["gguf_skipped"] = "needs llama.cpp's converter (llama_cpp_dir) or Unsloth on an NVIDIA GPU"
     summary = summarize(trainer, result, loaded, load_s, steps_run, stopped_early, packing, tokens,
                         {"train": vars(st_train), "val": vars(st_val)}, exports)
+    summary["selection"] = selection
     atomic_write_json(out / "train_summary.json", summary)
     if export_error is not None:
         raise export_error

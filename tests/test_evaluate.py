@@ -505,12 +505,47 @@ def test_end_to_end_lora_on_tiny_llama(tiny_llama_dir, tmp_path, capsys):
     data = _check_outputs(tmp_path / "run" / "eval", "lora")
     assert data["perplexity"]["base"] != data["perplexity"]["tuned"]
     assert "without the adapter" in data["meta"]["base"]
+    # the prompting baseline: the base model shown 20 of the person's training messages, same three numbers
+    pb = data["prompting_baseline"]
+    assert pb["n_examples"] == 20
+    for key in ("speaker", "who_wrote_it", "persona_gap"):
+        lo, hi = pb[key]["ci95"]
+        assert lo <= pb[key]["value"] <= hi
+    assert pb["persona_gap"]["value"] != data["persona_gap"]["value"]  # a different model, not a copy
+    assert "prompting baseline (base model + 20 of your messages" in out
+    assert "## Fine-tuning vs just prompting" in (tmp_path / "run" / "eval" / "report.md").read_text(encoding="utf-8")
 
     # a missing adapter is one clean error line
     assert evaluate_persona.main(["--config", "lora_config.yaml", *overrides[:-2], f"output_dir={tmp_path / 'x'}",
                                   "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and "no trained LoRA model" in err[0]
+
+
+def test_prompting_baseline_shows_the_base_model_training_messages_only():
+    """The prompted base's system prompt holds N distinct training messages of the person (seeded), never a
+    held-out one or a partner's, and its adapter is off."""
+    from types import SimpleNamespace
+
+    from graftkit.evaluate.loading import STYLE_PROMPT, prompting_baseline
+
+    train = [[{"role": "user", "content": f"partner {i}"}, {"role": "assistant", "content": f"mine {i}\nsecond line"}]
+             for i in range(40)]
+    seen: list[str] = []
+
+    def with_prompt(prompt: str):
+        seen.append(prompt)
+        return SimpleNamespace()
+
+    target = SimpleNamespace(with_system_prompt=with_prompt)
+    model = prompting_baseline(target, train, 12, seed=5)
+    assert model.n_examples == 12 and seen[0].startswith(STYLE_PROMPT)
+    shown = [line[2:] for line in seen[0].splitlines()[1:]]
+    assert len(set(shown)) == 12 and all(t.startswith("mine ") for t in shown)  # first lines, the person's only
+    prompting_baseline(target, train, 12, seed=5)
+    assert seen[1] == seen[0]  # seeded
+    assert prompting_baseline(target, train, 0, seed=5) is None
+    assert prompting_baseline(SimpleNamespace(with_system_prompt=None), train, 12, seed=5) is None  # tiny GPT
 
 
 def test_end_to_end_tiny_gpt_is_deterministic(tmp_path, capsys):

@@ -355,3 +355,16 @@ def test_cpu_allocator_tuning_is_glibc_only_and_yields_to_the_user(monkeypatch):
     monkeypatch.delenv("LD_PRELOAD", raising=False)
     glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
     assert backend_mod.tune_cpu_allocator() is glibc
+
+
+def test_train_on_both_labels_every_turn_of_each_side_and_nothing_else(tiny_dir):
+    """train_on: both puts the loss on the partners' turns too (with their end-of-turn token); system text, role
+    headers and template tokens stay unlabelled, and the person-only mask is a subset of it."""
+    tok, info = _tok(tiny_dir)
+    for conv in CONVS:
+        ids, labels = encode_conversation(tok, conv, info, "both")
+        want = [m["content"] + "<|im_end|>" for m in conv if m["role"] in ("user", "assistant")]
+        assert labelled_runs(tok, ids, labels) == want
+        _, person = encode_conversation(tok, conv, info, "person")
+        assert all(p == IGNORE or p == b for p, b in zip(person, labels))
+        assert sum(p != IGNORE for p in person) < sum(b != IGNORE for b in labels)

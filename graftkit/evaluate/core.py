@@ -189,8 +189,12 @@ class Scorer:
 
 def run_evaluation(samples: Sequence[EvalSample], models: dict[str, ReplyModel], settings: EvalSettings, *,
                    train_convs: Sequence[Conversation], val_convs: Sequence[Conversation],
-                   progress: bool = True) -> tuple[dict, list[dict]]:
-    """Score and generate with each model; returns (results for the JSON, one row per context)."""
+                   progress: bool = True, prompted: ReplyModel | None = None) -> tuple[dict, list[dict]]:
+    """Score and generate with each model; returns (results for the JSON, one row per context).
+
+    `prompted` (the base model with a system prompt of the person's own training messages, the free
+    alternative to fine-tuning) gets the three persona numbers too, against the same base, on the same items:
+    results["prompting_baseline"]."""
     from tqdm import tqdm
 
     t0 = time.time()
@@ -247,6 +251,8 @@ def run_evaluation(samples: Sequence[EvalSample], models: dict[str, ReplyModel],
     total = (len(own_items) + len(reply_items)) * len(models) + len(fit_items) * len(fitted) \
         + len(fit_texts) * len(fitted) + len(speak_items) * len(cond) + len(own_swapped) * ("tuned" in models) \
         + sum(len(replied[name]) for name, _ in gen_jobs)
+    prompting = prompted is not None and "base" in cond and "tuned" in models
+    total += (len(own_items) + len(speak_items)) * prompting
     bar = tqdm(total=total, desc="evaluating", unit="seq", file=sys.stderr, disable=not progress)
     score = Scorer(models, bar.update)
 
@@ -265,6 +271,9 @@ def run_evaluation(samples: Sequence[EvalSample], models: dict[str, ReplyModel],
             own_partner_voice[name] = res[n_own:n_own + len(twins)]
     fit_alone = score([([], t, "assistant") for t in fit_texts], fitted)
     speak = score(speak_items, cond) if speak_items else {}
+    if prompting:
+        res = Scorer({"prompted": prompted}, bar.update)(own_items + speak_items, ["prompted"])["prompted"]
+        prompted_own, prompted_speak = res[:n_own], res[n_own:]
     t_score = time.time() - t0
 
     # --- generation ---------------------------------------------------------------------------------
@@ -302,10 +311,7 @@ def run_evaluation(samples: Sequence[EvalSample], models: dict[str, ReplyModel],
     speaker: dict = {}
     n_me = len(me_speak)
     for name in cond:
-        nll = speak[name][:, 0]
-        half = len(nll) // 2
-        s_all = nll[half:] - nll[:half]  # log P(as person) - log P(as partner)
-        speaker[name] = _ci(stats.bootstrap(stats.auc, [s_all[:n_me], s_all[n_me:]], clusters=conv_speak, **boot))
+        speaker[name] = speaker_auc(speak[name], n_me, conv_speak, boot)
     results["speaker"] = speaker
 
     # 2. who wrote it + 3. persona gap (own-context items)
@@ -325,17 +331,9 @@ def run_evaluation(samples: Sequence[EvalSample], models: dict[str, ReplyModel],
         # (tiny GPT: the unigram base is context-blind) the tuned network speaking as the partner
         ww["reference"] = "vs_base" if "base" in cond else "vs_partner_voice"
         # distractors of similar length (token-count quartiles): see stats.hits_at_1_matched for why
-        edges = stats.length_bins(n_tok[:n_p], n_tok[n_p:], k)
-        ww["length_bins"] = [int(e) for e in edges]
-        bins = np.digitize(n_tok, edges)
-
-        def matched(a: np.ndarray, b: np.ndarray) -> float:  # columns: score, length bin
-            return stats.hits_at_1_matched(a[:, 0], a[:, 1], b[:, 0], b[:, 1], k)
-
+        ww["length_bins"] = [int(e) for e in stats.length_bins(n_tok[:n_p], n_tok[n_p:], k)]
         for label, vec in variants.items():
-            both = np.column_stack([vec, bins])
-            ww[label] = _ci(stats.bootstrap(matched, [both[:n_p], both[n_p:]], clusters=conv_own, **boot))
-            ww[label]["unmatched"] = stats.hits_at_1_vs_pool(vec[:n_p], vec[n_p:], k)
+            ww[label] = who_wrote_it_matched(vec, n_tok, n_p, k, conv_own, boot)
             ww["auc"][label] = stats.auc(vec[:n_p], vec[n_p:])
         ww["headline"] = ww[ww["reference"]]
         results["who_wrote_it"] = ww
@@ -346,23 +344,17 @@ def run_evaluation(samples: Sequence[EvalSample], models: dict[str, ReplyModel],
         # into the gap, and the persona-free control scored -0.109 [-0.193, -0.020] nats/token against it.
         ref_name = "base" if "base" in cond else "partner_voice"
         ref = own["base"] if ref_name == "base" else own_partner_voice["tuned"]
-        pmi = ref[:, 0] - own["tuned"][:, 0]  # log P_tuned - log P_reference, summed over the text's tokens
-        tok = own["tuned"][:, 1]
-        person_nll, partner_nll = ref[:n_p], ref[n_p:]
+        results["persona_gap"] = {**persona_gap_stats(ref, own["tuned"], n_p, conv_own, **boot),
+                                  "reference": ref_name}
 
-        def gap(p_idx: np.ndarray, q_idx: np.ndarray) -> float:
-            def per_tok(idx: np.ndarray) -> float:
-                return float(pmi[idx].sum() / max(tok[idx].sum(), 1))
-            return per_tok(p_idx) - per_tok(q_idx)
-
-        idx_p, idx_q = np.arange(n_p), np.arange(n_p, len(pmi))
-        results["persona_gap"] = {
-            **_ci(stats.bootstrap(gap, [idx_p, idx_q], clusters=conv_own, **boot)),
-            "reference": ref_name,
-            "drop_person": float(pmi[idx_p].sum() / max(tok[idx_p].sum(), 1)),
-            "drop_partners": float(pmi[idx_q].sum() / max(tok[idx_q].sum(), 1)),
-            "ref_nll_person": float(person_nll[:, 0].sum() / max(person_nll[:, 1].sum(), 1)),
-            "ref_nll_partners": float(partner_nll[:, 0].sum() / max(partner_nll[:, 1].sum(), 1)),
+    if prompting:  # the free alternative: the base model shown the person's own messages in its system prompt
+        n_tok_p = np.maximum(prompted_own[:, 1], 1)
+        results["prompting_baseline"] = {
+            "n_examples": getattr(prompted, "n_examples", None),
+            "speaker": speaker_auc(prompted_speak, n_me, conv_speak, boot),
+            "who_wrote_it": who_wrote_it_matched((own["base"][:, 0] - prompted_own[:, 0]) / n_tok_p, n_tok_p, n_p,
+                                                 k, conv_own, boot),
+            "persona_gap": persona_gap_stats(own["base"], prompted_own, n_p, conv_own, **boot),
         }
 
     # 5. context fit: real reply vs the person's replies to other contexts, same context
@@ -455,6 +447,56 @@ def run_evaluation(samples: Sequence[EvalSample], models: dict[str, ReplyModel],
          **{m: rows[j][m] for m in ("base", "tuned", "tuned_as_partner", "parrot") if m in rows[j]}} for j in picks
     ]
     return results, rows
+
+
+def speaker_auc(scores: np.ndarray, n_person: int, clusters: Sequence[Sequence[int]], boot: dict) -> dict:
+    """Speaker test AUC (section 1): `scores` holds (NLL, tokens) of every text scored as the person (first half)
+    and as a partner (second half); the person's texts come first within each half."""
+    nll = np.asarray(scores, dtype=float)[:, 0]
+    half = len(nll) // 2
+    s_all = nll[half:] - nll[:half]  # log P(as person) - log P(as partner)
+    return _ci(stats.bootstrap(stats.auc, [s_all[:n_person], s_all[n_person:]], clusters=clusters, **boot))
+
+
+def who_wrote_it_matched(vec: np.ndarray, n_tok: np.ndarray, n_person: int, k: int,
+                         clusters: Sequence[Sequence[int]], boot: dict) -> dict:
+    """Who wrote it (section 2): hits@1 of k+1 against partner messages of similar length (token-count
+    quartiles, see stats.hits_at_1_matched for why), with its interval and the unmatched value beside it."""
+    bins = np.digitize(n_tok, stats.length_bins(n_tok[:n_person], n_tok[n_person:], k))
+
+    def matched(a: np.ndarray, b: np.ndarray) -> float:  # columns: score, length bin
+        return stats.hits_at_1_matched(a[:, 0], a[:, 1], b[:, 0], b[:, 1], k)
+
+    both = np.column_stack([vec, bins])
+    out = _ci(stats.bootstrap(matched, [both[:n_person], both[n_person:]], clusters=clusters, **boot))
+    out["unmatched"] = stats.hits_at_1_vs_pool(vec[:n_person], vec[n_person:], k)
+    return out
+
+
+def persona_gap_stats(ref: np.ndarray, tuned: np.ndarray, n_person: int, clusters: Sequence[Sequence[int]], *,
+                      seed: int, n_boot: int) -> dict:
+    """The persona gap (section 3 of the module docstring) with its conversation-bootstrap interval.
+
+    `ref` and `tuned` hold (summed NLL, tokens) per item, the person's items first (`n_person` of them), then
+    the partners'. Also used during LoRA training (graftkit.lora.persona), so the number that selects the
+    checkpoint is computed exactly as the report's."""
+    ref, tuned = np.asarray(ref, dtype=float), np.asarray(tuned, dtype=float)
+    pmi = ref[:, 0] - tuned[:, 0]  # log P_tuned - log P_reference, summed over the text's tokens
+    tok = tuned[:, 1]
+
+    def per_tok(idx: np.ndarray) -> float:
+        return float(pmi[idx].sum() / max(tok[idx].sum(), 1))
+
+    def gap(p_idx: np.ndarray, q_idx: np.ndarray) -> float:
+        return per_tok(p_idx) - per_tok(q_idx)
+
+    idx_p, idx_q = np.arange(n_person), np.arange(n_person, len(pmi))
+    return {
+        **_ci(stats.bootstrap(gap, [idx_p, idx_q], clusters=clusters, seed=seed, n_boot=n_boot)),
+        "drop_person": per_tok(idx_p), "drop_partners": per_tok(idx_q),
+        "ref_nll_person": float(ref[:n_person, 0].sum() / max(ref[:n_person, 1].sum(), 1)),
+        "ref_nll_partners": float(ref[n_person:, 0].sum() / max(ref[n_person:, 1].sum(), 1)),
+    }
 
 
 def generate_all(model: ReplyModel, contexts: Sequence[Sequence[Turn]], seeds: Sequence[int], role: str,

@@ -120,6 +120,17 @@ def detect_kind(config_path: str | Path, overrides: list[str], kind: str = "auto
                       config_path)
 
 
+def selection_note(sel: dict | None) -> str:
+    """How train_lora.py chose the kept checkpoint, and on which conversations (never the ones scored here)."""
+    if not sel:
+        return ""
+    hold = sel.get("persona_holdout")
+    where = (f"on {hold['conversations']} conversations held out of `{hold['file']}` (never trained on; "
+             f"{hold['scored_per_evaluation']} scored per evaluation), not on the conversations scored in this report"
+             if hold and sel.get("select_on") == "persona gap" else "on the validation file's loss")
+    return f"the best {sel.get('select_on', 'val loss')} (step {sel.get('kept_step')}) {where}"
+
+
 def load_lora(cfg: LoraTrainConfig, model_dir: str | Path | None, *, max_new_tokens: int, temperature: float,
               top_k: int = 0) -> Target:
     from ..lora.backend import load_base
@@ -161,11 +172,44 @@ def load_lora(cfg: LoraTrainConfig, model_dir: str | Path | None, *, max_new_tok
         tuned = HFChatModel(model, tok, name="tuned", **common)
         base = HFChatModel(base_model, tok, name="base", **common)
         base_desc = f"{base_label} (pretrained, not fine-tuned), same chat template"
+    # an adapter trained on both sides' turns speaks as your partner from a trained role: authorship's control
+    tuned.symmetric_roles = meta.get("train_on") == "both"
     meta_out = {
+        "selection_note": selection_note(meta.get("selection")),
         "tuned": f"{base_label} + LoRA adapter {model_dir}",
         "base": base_desc,
         "scoring": f"the reply as the chat template renders it after the generation prompt, plus the end-of-turn "
                    f"token {info.eot_token!r} (chat template family {info.family!r})",
         "model_dir": str(model_dir),
     }
-    return Target("lora", {"base": base, "tuned": tuned}, cfg.train_file, cfg.val_file, Path(cfg.output_dir), meta_out)
+    def prompted(prompt: str) -> HFChatModel:  # the base model, its system prompt replaced by `prompt`
+        def render_prompted(tokenizer: Any, turns: list, add_generation_prompt: bool) -> str:
+            return render(tokenizer, with_system_prompt(turns, prompt), info, add_generation_prompt)
+
+        return HFChatModel(base.model, tok, name="prompted", use_adapter=False,
+                           **{**common, "render": render_prompted})
+
+    return Target("lora", {"base": base, "tuned": tuned}, cfg.train_file, cfg.val_file, Path(cfg.output_dir), meta_out,
+                  with_system_prompt=prompted)
+
+
+STYLE_PROMPT = ("You are the person who wrote the messages below, chatting with a friend. Reply as they would: "
+                "their length, words, spelling, punctuation, capitals and emoji. Some of their real messages:")
+
+
+def prompting_baseline(target: Target, train_convs: list[Conversation], n: int, seed: int) -> Any:
+    """The free alternative to fine-tuning: the base model with `n` of the person's own training messages as
+    style examples in its system prompt (seeded, distinct, their first line, 200 characters at most).
+    None for the tiny GPT (no pretrained chat model to prompt) or n = 0."""
+    if not n or target.with_system_prompt is None:
+        return None
+    import random
+
+    from .core import first_line
+
+    texts = sorted({first_line(t["content"]) for c in train_convs for t in c
+                    if t["role"] == "assistant" and 0 < len(first_line(t["content"])) <= 200})
+    picks = random.Random(seed).sample(texts, min(n, len(texts)))
+    model = target.with_system_prompt(STYLE_PROMPT + "\n" + "\n".join(f"- {t}" for t in picks))
+    model.n_examples = len(picks)
+    return model

@@ -156,6 +156,42 @@ def headline(results: dict, meta: dict) -> list[str]:
     return out
 
 
+def prompting_section(results: dict) -> list[str]:
+    """Fine-tuning against the free alternative: the same persona numbers for the base model prompted with your
+    own messages. A user should see whether training beat writing a good prompt."""
+    pb = results.get("prompting_baseline")
+    if not pb:
+        return []
+    ww = results["who_wrote_it"]
+
+    def better(key: str) -> str:
+        tuned = {"speaker": results["speaker"]["tuned"], "who_wrote_it": ww["headline"],
+                 "persona_gap": results["persona_gap"]}[key]
+        if tuned["ci95"][0] > pb[key]["ci95"][1]:
+            return "fine-tuned better"
+        if pb[key]["ci95"][0] > tuned["ci95"][1]:
+            return "prompting better"
+        return "intervals overlap"
+
+    return [
+        "## Fine-tuning vs just prompting",
+        "",
+        f"The base model with {pb['n_examples']} of your own training messages as style examples in its system "
+        "prompt, scored with the same numbers on the same messages (its reference is the base model without "
+        "them, as for the fine-tuned model):",
+        "",
+        "| | fine-tuned | prompted base | |",
+        "|---|---:|---:|---|",
+        f"| speaker test AUC (chance 0.5) | {_ci_text(results['speaker']['tuned'], _num)} | "
+        f"{_ci_text(pb['speaker'], _num)} | {better('speaker')} |",
+        f"| who wrote it, hits@1 of {ww['n']} (chance {_pct(ww['chance'])}) | {_ci_text(ww['headline'])} | "
+        f"{_ci_text(pb['who_wrote_it'])} | {better('who_wrote_it')} |",
+        f"| persona gap, nats/token (none = 0) | {_ci_text(results['persona_gap'], _num)} | "
+        f"{_ci_text(pb['persona_gap'], _num)} | {better('persona_gap')} |",
+        "",
+    ]
+
+
 def render_markdown(results: dict, meta: dict) -> str:
     ppl, style, auth = results["perplexity"], results["style"], results["authorship"]
     st, ci = style["stats"], style.get("ci95", {})
@@ -178,6 +214,7 @@ def render_markdown(results: dict, meta: dict) -> str:
         f"{results['n_items']['speaker_partners']} for the speaker test",
         f"- **held-out contexts:** {results['n_contexts']} from those conversations (of "
         f"{meta.get('n_candidates', '?')} person replies with a partner message before them in the file)",
+        *([f"- **checkpoint chosen by:** {meta['selection_note']}"] if meta.get("selection_note") else []),
         f"- **authorship classifier trained on:** `{meta.get('train_file')}`",
         f"- **generation:** {meta.get('generation')}",
         "",
@@ -191,6 +228,7 @@ def render_markdown(results: dict, meta: dict) -> str:
     ]
     if meta.get("base_note"):
         lines += [meta["base_note"], ""]
+    lines += prompting_section(results)
     lines += [
         "## Not about you specifically",
         "",

@@ -24,6 +24,8 @@ class Target:
     out_dir: Path  # the model outputs; the report goes to out_dir/eval by default
     meta: dict = field(default_factory=dict)  # descriptions for the report
     splits: Callable[[], tuple[list[Conversation], list[Conversation]]] | None = None
+    # the base model under another system prompt (LoRA only): the prompting baseline's model
+    with_system_prompt: Callable[[str], ReplyModel] | None = None
 
     def load_data(self) -> tuple[list[Conversation], list[Conversation]]:
         """(train, held-out) conversations."""

@@ -55,6 +55,18 @@ class LoraTrainConfig:
                              range=(1, 1048576))
     overlong: Literal["truncate", "drop"] = _f("truncate", "samples over max_seq_length: truncate (keep the start) "
                                                            "or drop")
+    train_on: Literal["person", "both"] = _f(
+        "both", "whose turns carry the loss: person (your replies only) or both (your partners' turns too: the model "
+                "learns both voices, so what it learns for you is what sets you apart; bench/NOTES_lora.md)")
+    persona_holdout: float = _f(0.1, "share of train_file's conversations held out (never trained on) to score the "
+                                     "persona gap at each evaluation (0-0.3; 0 = off: the checkpoint is chosen by val "
+                                     "loss)", range=(0.0, 0.5))
+    persona_messages: int = _f(100, "messages per side scored for the persona gap at each evaluation (whole "
+                                    "conversations; 50-300: more = a tighter interval, a slower evaluation)",
+                               range=(1, None))
+    select_on: Literal["persona", "loss"] = _f(
+        "persona", "what picks the checkpoint kept as adapter/ and drives early stopping: persona (the largest "
+                   "persona gap on the held-out slice) or loss (the lowest val loss)")
     packing: bool | Literal["auto"] = _f("auto", "pack several conversations into each row of max_seq_length tokens "
                                                 "instead of padding (no sample attends to another; same loss); auto: "
                                                 "on with the PEFT backend, off with Unsloth; true; false")

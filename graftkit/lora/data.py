@@ -29,6 +29,11 @@ from .presets import FAMILIES, NAMED_TEMPLATES, Family, detect_family, get_prese
 from .config import LoraTrainConfig
 
 IGNORE = -100
+# the turns whose tokens carry the loss, per `train_on`: the person's replies, or both sides. Why both: trained on
+# the person's turns alone, an adapter learns "chat" (the partners' messages improve as much as the person's and
+# no persona number moves); trained on both, the assistant role has to become the person and the user role the
+# partners, so what the adapter learns for the assistant is what sets the person apart (bench/NOTES_lora.md)
+TRAINED_ROLES = {"person": ("assistant",), "both": ("assistant", "user")}
 PAD_CANDIDATES = ("<pad>", "<|pad|>", "<|finetune_right_pad_id|>", "[PAD]", "<|endoftext|>", "<unk>")
 
 
@@ -225,17 +230,19 @@ def render(tok: Any, messages: Conversation, info: TemplateInfo, add_generation_
         raise EncodeError(f"chat template error: {first_line(e)}") from None
 
 
-def assistant_spans(tok: Any, messages: Conversation, info: TemplateInfo) -> tuple[str, list[tuple[int, int]]]:
-    """The rendered conversation and the (start, end) character span of every assistant reply in it."""
+def assistant_spans(tok: Any, messages: Conversation, info: TemplateInfo,
+                    roles: tuple[str, ...] = ("assistant",)) -> tuple[str, list[tuple[int, int]]]:
+    """The rendered conversation and the (start, end) character span of every turn whose role is in `roles`
+    (the person's replies by default; `train_on: both` adds the partners' turns)."""
     full = render(tok, messages, info)
     spans: list[tuple[int, int]] = []
     cursor = 0
     for i, m in enumerate(messages):
-        if m["role"] != "assistant":
+        if m["role"] not in roles:
             continue
         start_at = cursor
-        if i > 0:
-            prefix = render(tok, messages[:i], info, add_generation_prompt=True)
+        if i > 0:  # the text before the turn (and its header) is a prefix of the whole rendering
+            prefix = render(tok, messages[:i], info, add_generation_prompt=m["role"] == "assistant")
             if full.startswith(prefix):
                 start_at = max(cursor, len(prefix))
         found = -1
@@ -244,7 +251,7 @@ def assistant_spans(tok: Any, messages: Conversation, info: TemplateInfo) -> tup
             if found >= 0:
                 break
         if found < 0 or not text:
-            raise EncodeError(f"assistant turn {i + 1} is not in the rendered chat template text")
+            raise EncodeError(f"{m['role']} turn {i + 1} is not in the rendered chat template text")
         spans.append((found, found + len(text)))
         cursor = found + len(text)
     return full, spans
@@ -265,9 +272,13 @@ def _tokenize_with_offsets(tok: Any, full: str, spans: list[tuple[int, int]]) ->
         return ids, offsets
 
 
-def encode_conversation(tok: Any, messages: Conversation, info: TemplateInfo) -> tuple[list[int], list[int]]:
-    """`input_ids` and `labels` (-100 except on assistant replies and their end-of-turn token)."""
-    full, spans = assistant_spans(tok, messages, info)
+def encode_conversation(tok: Any, messages: Conversation, info: TemplateInfo,
+                        train_on: str = "person") -> tuple[list[int], list[int]]:
+    """`input_ids` and `labels` (-100 except on the trained turns and their end-of-turn token).
+
+    train_on "person": the assistant replies only. "both": the partners' (user) turns too, so the model learns
+    both voices and what sets the person's apart from the partners' (see TRAINED_ROLES)."""
+    full, spans = assistant_spans(tok, messages, info, TRAINED_ROLES[train_on])
     ids, offsets = _tokenize_with_offsets(tok, full, spans)
     labels = [IGNORE] * len(ids)
     j = 0
@@ -318,14 +329,14 @@ class DataStats:
 
 
 def encode_samples(tok: Any, samples: list[Sample], info: TemplateInfo, max_len: int, overlong: str,
-                   system_prompt: str = "") -> tuple[list[dict[str, list[int]]], DataStats]:
+                   system_prompt: str = "", train_on: str = "person") -> tuple[list[dict[str, list[int]]], DataStats]:
     """Encode, then truncate or drop samples over `max_len`; never keep a sample with no labelled token."""
     rows = []
     st = DataStats(conversations=len(samples))
     for smp in samples:
         messages = with_system_prompt(smp.messages, system_prompt)
         try:
-            ids, labels = encode_conversation(tok, messages, info)
+            ids, labels = encode_conversation(tok, messages, info, train_on)
         except EncodeError as e:
             # Templates such as Mistral's require user/assistant alternation starting with the user; a chat the
             # person opened is kept without its opening message(s) rather than lost.
@@ -333,7 +344,7 @@ def encode_samples(tok: Any, samples: list[Sample], info: TemplateInfo, max_len:
             try:
                 if trimmed is None:
                     raise e
-                ids, labels = encode_conversation(tok, trimmed, info)
+                ids, labels = encode_conversation(tok, trimmed, info, train_on)
                 st.opening_dropped += 1
             except EncodeError as e2:
                 st.template_errors += 1

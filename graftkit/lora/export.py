@@ -29,11 +29,13 @@ GGUF_NEEDS = ("GGUF export (save_formats gguf_*) on this backend runs llama.cpp'
               "run later are printed")
 
 
-def run_meta(cfg: LoraTrainConfig, loaded: Any, merged: bool = False) -> dict[str, Any]:
+def run_meta(cfg: LoraTrainConfig, loaded: Any, merged: bool = False, selection: dict | None = None) -> dict[str, Any]:
+    """What evaluation and chat need to use the model as it was trained (template, roles, how it was chosen)."""
     return {
         "base_model": cfg.base_model, "model_id": loaded.model_id, "gguf_file": cfg.gguf_file,
         "backend": loaded.backend, "merged": merged, "system_prompt": cfg.system_prompt,
-        "max_seq_length": cfg.max_seq_length, **loaded.info.to_json(),
+        "max_seq_length": cfg.max_seq_length, "train_on": cfg.train_on, **loaded.info.to_json(),
+        **({"selection": selection} if selection else {}),
     }
 
 
@@ -47,7 +49,7 @@ def read_meta(folder: str | Path) -> dict[str, Any]:
         raise UserError(f"cannot read {META_FILE}: {e}", folder) from None
 
 
-def save_adapter(cfg: LoraTrainConfig, loaded: Any, model: Any, out_dir: Path) -> Path:
+def save_adapter(cfg: LoraTrainConfig, loaded: Any, model: Any, out_dir: Path, selection: dict | None = None) -> Path:
     """The PEFT adapter folder: adapter_config.json + adapter_model.safetensors, tokenizer, generation config."""
     out_dir.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():  # a GGUF or hub base has no local config.json to compare vocab sizes with
@@ -56,7 +58,7 @@ def save_adapter(cfg: LoraTrainConfig, loaded: Any, model: Any, out_dir: Path) -
     loaded.tokenizer.save_pretrained(str(out_dir))
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     base.generation_config.save_pretrained(str(out_dir))
-    atomic_write_json(out_dir / META_FILE, run_meta(cfg, loaded))
+    atomic_write_json(out_dir / META_FILE, run_meta(cfg, loaded, selection=selection))
     write_adapter_modelfile(cfg, loaded, out_dir)
     return out_dir
 

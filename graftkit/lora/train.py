@@ -105,11 +105,19 @@ def uses_flash_attention(model: Any) -> bool:
     return "flash" in str(getattr(getattr(model, "config", None), "_attn_implementation", "") or "")
 
 
-def write_loss_curve(log_history: list[dict], path: Path) -> None:
+def write_loss_curve(log_history: list[dict], path: Path, kept_step: int | None = None) -> None:
+    """Loss curves, and under them the persona gap per evaluation with its interval and the kept checkpoint."""
     train = [(r["step"], r["loss"]) for r in log_history if "loss" in r]
     evals = [(r["step"], r["eval_loss"]) for r in log_history if "eval_loss" in r]
+    gaps = [r for r in log_history if "eval_persona_gap" in r]
+    persona = None
+    if gaps:
+        persona = {"steps": [r["step"] for r in gaps], "values": [r["eval_persona_gap"] for r in gaps],
+                   "lo": [r.get("eval_persona_gap_lo", r["eval_persona_gap"]) for r in gaps],
+                   "hi": [r.get("eval_persona_gap_hi", r["eval_persona_gap"]) for r in gaps], "kept": kept_step}
     save_loss_curve(path, [("train loss", *_xy(train), "-", {}), ("val loss", *_xy(evals), "o-", {})],
-                    xlabel="step", ylabel="loss", title="LoRA fine-tuning", size=(7, 4))
+                    xlabel="step", ylabel="loss", title="LoRA fine-tuning", size=(7, 6 if persona else 4),
+                    persona=persona)
 
 
 def _xy(points: list[tuple[float, float]]) -> tuple[list[float], list[float]]:
@@ -190,6 +198,16 @@ def trainer_classes():
         label_tokens = 0
         input_tokens = 0
         reply_only_head = False  # build_trainer sets it on CPU: see reply_only_loss
+        persona = None  # a graftkit.lora.persona.PersonaScorer: the persona gap at every evaluation
+        _persona_metrics: dict[str, float] = {}
+
+        def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
+            """Val loss as usual, plus the persona gap on the held-out slice (logged, early stopping, best model)."""
+            self._persona_metrics = self.persona.score() if self.persona is not None else {}
+            try:
+                return super().evaluate(*args, **kwargs)  # log() below adds the persona numbers to its metrics
+            finally:
+                self._persona_metrics = {}
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             mask = inputs.get("attention_mask")
@@ -216,6 +234,8 @@ def trainer_classes():
         def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
             if "eval_loss" in logs:
                 logs["eval_perplexity"] = math.exp(min(logs["eval_loss"], 50.0))
+                # in place: this dict is also what evaluate() returns, so best-model and early stopping see them
+                logs.update({f"eval_{k}": v for k, v in self._persona_metrics.items()})
             super().log(logs, *args, **kwargs)
 
     class MetricsCallback(TrainerCallback):
@@ -239,7 +259,7 @@ def trainer_classes():
         def on_train_end(self, args, state, control, **kwargs):
             if state.is_world_process_zero:
                 atomic_write_jsonl(self.out / "metrics.jsonl", state.log_history)
-                write_loss_curve(state.log_history, self.out / "loss_curve.png")
+                write_loss_curve(state.log_history, self.out / "loss_curve.png", kept_step(state))
 
     return GraftTrainer, MetricsCallback
 
@@ -295,6 +315,13 @@ def summarize(trainer: Any, result: Any, loaded: Any, load_s: float, steps_run: 
         "peak_vram_gb": peak_vram_gb(loaded.device),
         "data": data, "exports": exports,
     }
+
+def kept_step(state: Any) -> int | None:
+    """The step of the checkpoint the Trainer restores at the end (the best one), or None."""
+    best = getattr(state, "best_model_checkpoint", None)
+    m = re.search(r"checkpoint-(\d+)$", str(best or ""))
+    return int(m.group(1)) if m else None
+
 
 def step_of(checkpoint: str | None) -> int:
     if not checkpoint:

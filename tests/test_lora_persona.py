@@ -1,0 +1,88 @@
+"""The persona score during LoRA training (tiny random Llama, CPU, seconds): logged at every evaluation, the
+kept adapter is the checkpoint with the best persona gap, early stopping watches it, and the slice it is
+measured on is held out of training and named for the report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from graftkit.evaluate.loading import selection_note
+from test_lora import tiny_cfg, write_data
+from tiny_llama import make_tiny_llama
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    base = tmp_path_factory.mktemp("lora_persona")
+    return {"tiny": make_tiny_llama(base / "tiny"), "data": write_data(base / "data.jsonl", n=40), "base": base}
+
+
+def evals(out: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in rows if "eval_loss" in r]
+
+
+def adapter_tensors(folder: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "adapter_model.safetensors"))
+
+
+def test_kept_adapter_is_the_checkpoint_with_the_best_persona_gap(env):
+    from train_lora import run
+
+    out = env["base"] / "select"
+    summary = run(tiny_cfg(env["tiny"], env["data"], out, "max_steps=8", "eval_steps=2", "save_steps=2",
+                           "save_total_limit=0", "persona_holdout=0.25", "persona_messages=50",
+                           "early_stopping_patience=0", "eval_on_start=false"))
+    rows = evals(out)
+    assert [r["step"] for r in rows] == [2, 4, 6, 8]
+    for r in rows:  # every evaluation has the persona gap with its interval and both sides' drops
+        assert r["eval_persona_gap_lo"] <= r["eval_persona_gap"] <= r["eval_persona_gap_hi"]
+        assert abs(r["eval_persona_gap"] - (r["eval_persona_drop_person"] - r["eval_persona_drop_partners"])) < 1e-9
+    gaps = [r["eval_persona_gap"] for r in rows]
+    assert len(set(gaps)) > 1  # the adapter changes, so does the score
+    best = rows[max(range(len(rows)), key=lambda i: gaps[i])]["step"]
+    sel = summary["selection"]
+    assert sel["select_on"] == "persona gap" and sel["kept_step"] == best
+    kept, ckpt = adapter_tensors(out / "adapter"), adapter_tensors(out / f"checkpoint-{best}")
+    assert kept.keys() == ckpt.keys() and all((kept[k] == ckpt[k]).all() for k in kept)
+    if best != 8:  # and not simply the last step
+        last = adapter_tensors(out / "checkpoint-8")
+        assert any((kept[k] != last[k]).any() for k in kept)
+    # the slice is held out of training, by conversation, and named for evaluate_persona.py's report
+    hold = sel["persona_holdout"]
+    assert hold["conversations"] == 8 and len(hold["lines"]) == 8  # 25 % of the 32 training conversations
+    assert summary["data"]["train"]["conversations"] == 32 - 8
+    meta = json.loads((out / "adapter" / "graftkit_lora.json").read_text())
+    assert meta["selection"] == sel and meta["train_on"] == "both"
+    note = selection_note(meta["selection"])
+    assert f"step {best}" in note and "8 conversations held out of" in note and "not on the conversations" in note
+    assert (out / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_early_stopping_watches_the_persona_gap(env):
+    from train_lora import run
+
+    out = env["base"] / "early"
+    # no later evaluation can beat the first by 100 nats/token: patience 1 stops at the second evaluation
+    summary = run(tiny_cfg(env["tiny"], env["data"], out, "max_steps=12", "eval_steps=2", "save_steps=2",
+                           "save_total_limit=0", "persona_holdout=0.25", "persona_messages=50",
+                           "early_stopping_patience=1", "early_stopping_threshold=100", "eval_on_start=false"))
+    assert summary["stopped_early"] and summary["global_step"] == 4
+    assert [r["step"] for r in evals(out)] == [2, 4]
+    assert summary["selection"]["kept_step"] in (2, 4)
+
+
+def test_select_on_loss_and_no_holdout_keep_the_old_behaviour(env):
+    from train_lora import run
+
+    out = env["base"] / "loss"
+    summary = run(tiny_cfg(env["tiny"], env["data"], out, "max_steps=4", "eval_steps=2", "save_steps=2",
+                           "persona_holdout=0", "eval_on_start=false"))
+    assert all("eval_persona_gap" not in r for r in evals(out))
+    assert summary["selection"]["persona_holdout"] is None and summary["selection"]["select_on"] == "val loss"
+    assert summary["data"]["train"]["conversations"] == 32
