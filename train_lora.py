@@ -126,6 +126,14 @@ def load_for_training(cfg: LoraTrainConfig, backend: str) -> Loaded:
 # 2. TRL's SFTTrainer and its SFTConfig
 
 
+def learning_rate(cfg: LoraTrainConfig, loaded: Loaded) -> float:
+    """The peak learning rate; `auto` from the base model's parameter count (LoraTrainConfig.peak_learning_rate)."""
+    # frozen base weights; bitsandbytes packs two 4-bit weights per stored byte
+    n_params = sum(p.numel() * (2 if type(p).__name__ == "Params4bit" else 1)
+                   for p in loaded.model.parameters() if not p.requires_grad)
+    return cfg.peak_learning_rate(n_params)
+
+
 def build_trainer(cfg: LoraTrainConfig, loaded: Loaded, train_rows: list[dict], val_rows: list[dict], out: Path,
                   resuming: bool = False, train_batch: int | None = None, persona: PersonaScorer | None = None) -> Any:
     """SFTTrainer on rows already templated, masked and packed; `train_batch` packed rows per step.
@@ -162,7 +170,7 @@ def build_trainer(cfg: LoraTrainConfig, loaded: Loaded, train_rows: list[dict], 
         num_train_epochs=cfg.epochs, max_steps=cfg.max_steps or -1,
         per_device_train_batch_size=train_batch or cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler, warmup_steps=warmup,
+        learning_rate=learning_rate(cfg, loaded), lr_scheduler_type=cfg.lr_scheduler, warmup_steps=warmup,
         weight_decay=cfg.weight_decay, optim=pick_optim(cfg, cuda), seed=cfg.seed, data_seed=cfg.seed,
         logging_steps=cfg.logging_steps, logging_first_step=True,
         eval_strategy="steps" if has_val else "no", eval_steps=cfg.eval_steps if has_val else None,
@@ -203,7 +211,8 @@ def run(cfg: LoraTrainConfig) -> dict[str, Any]:
     train_s, val_s = load_splits(cfg)
     # the persona score's slice: whole conversations held out of the training split, never trained on and never
     # read by evaluate_persona.py (which scores the validation file), so choosing the checkpoint on it is honest
-    train_s, persona_s = split_persona_holdout(train_s, cfg.persona_holdout, cfg.seed)
+    # (no validation data: no evaluations, so nothing would read the slice: train on everything)
+    train_s, persona_s = split_persona_holdout(train_s, cfg.persona_holdout, cfg.seed) if val_s else (train_s, [])
     backend = select_backend(cfg.backend, cfg.gguf_file)
     if cfg.gguf_methods and backend != "unsloth":
         notice(GGUF_NEEDS)  # said before training, so nobody waits an hour to learn it
@@ -332,6 +341,9 @@ def run(cfg: LoraTrainConfig) -> dict[str, Any]:
     if export_error is not None:
         raise export_error
     best = f", best val loss {summary['best_eval_loss']:.4f}" if summary["best_eval_loss"] is not None else ""
+    gaps = {r["step"]: r["eval_persona_gap"] for r in trainer.state.log_history if "eval_persona_gap" in r}
+    if selection["kept_step"] in gaps:
+        best += f", persona gap {gaps[selection['kept_step']]:+.4f} at the kept step {selection['kept_step']}"
     say(f"done: step {trainer.state.global_step}{best}; adapter in {adapter_dir}")
     return summary
 

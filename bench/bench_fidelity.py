@@ -158,6 +158,10 @@ def rows(m: dict) -> dict[str, tuple[dict | None, bool]]:
         "authorship: tuned - as-partner (none = 0)": (auth.get("tuned_minus_partner_voice"), True),
         "  authorship: tuned share": ({"value": auth["tuned"]["attributed_share"], "ci95": [math_nan()] * 2}, True),
         "  authorship: parrot share": ({"value": auth["parrot"]["attributed_share"], "ci95": [math_nan()] * 2}, True),
+        **({"prompting baseline: speaker AUC": (m["prompting_baseline"]["speaker"], False),
+            "prompting baseline: who wrote it": (m["prompting_baseline"]["who_wrote_it"], True),
+            "prompting baseline: persona gap": (m["prompting_baseline"]["persona_gap"], False)}
+           if m.get("prompting_baseline") else {}),
         f"context fit hits@1 of {m['context_fit']['n']} (not persona)": (m["context_fit"].get("tuned"), True),
         "reply perplexity change (not persona)": ({"value": ppl["relative_change"], "ci95": [math_nan()] * 2}, True),
     }

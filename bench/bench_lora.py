@@ -183,7 +183,8 @@ def ours_cmd(model: Path, gguf: str, data: Path, out: Path, steps: int, batch: i
             f"max_steps={steps}", "epochs=1", f"batch_size={batch}", "gradient_accumulation_steps=1",
             "learning_rate=2e-4", "warmup_steps=0", "lr_scheduler=linear", "weight_decay=0.01", "logging_steps=5",
             f"save_steps={SAVE_STEPS}", f"max_seq_length={max_len}", "chat_template=chatml", f"seed={seed}",
-            "early_stopping_patience=0", "save_formats=[lora]", *extra]
+            "early_stopping_patience=0", "save_formats=[lora]",
+            "train_on=person", *extra]  # the plain script's loss (assistant_only_loss): the same label tokens
 
 
 def run_cpu(args: argparse.Namespace, model: Path, gguf: str, pad: str, data: Path, val: Path) -> dict:

