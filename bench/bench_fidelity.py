@@ -152,6 +152,8 @@ def rows(m: dict) -> dict[str, tuple[dict | None, bool]]:
     ppl = m["perplexity"]
     return {
         "speaker test AUC (chance 0.5)": (m["speaker"].get("tuned"), False),
+        **({"  speaker AUC, tuned minus base (none = 0)": (m["speaker"]["tuned_minus_base"], False)}
+           if "tuned_minus_base" in m["speaker"] else {}),
         f"who wrote it hits@1 of {m['who_wrote_it']['n']} (chance {100 * m['who_wrote_it']['chance']:.0f}%)":
             (m["who_wrote_it"]["headline"], True),
         "persona gap, nats/token (none = 0)": (m["persona_gap"], False),

@@ -505,6 +505,9 @@ def test_end_to_end_lora_on_tiny_llama(tiny_llama_dir, tmp_path, capsys):
     data = _check_outputs(tmp_path / "run" / "eval", "lora")
     assert data["perplexity"]["base"] != data["perplexity"]["tuned"]
     assert "without the adapter" in data["meta"]["base"]
+    sp = data["speaker"]  # what training changed in the speaker test, paired over the same texts
+    assert sp["tuned_minus_base"]["value"] == pytest.approx(sp["tuned"]["value"] - sp["base"]["value"])
+    assert sp["tuned_minus_base"]["ci95"][0] <= sp["tuned_minus_base"]["value"] <= sp["tuned_minus_base"]["ci95"][1]
     # the prompting baseline: the base model shown 20 of the person's training messages, same three numbers
     pb = data["prompting_baseline"]
     assert pb["n_examples"] == 20

@@ -82,7 +82,10 @@ def test_select_on_loss_and_no_holdout_keep_the_old_behaviour(env):
 
     out = env["base"] / "loss"
     summary = run(tiny_cfg(env["tiny"], env["data"], out, "max_steps=4", "eval_steps=2", "save_steps=2",
-                           "persona_holdout=0", "eval_on_start=false"))
+                           "persona_holdout=0", "eval_on_start=false", "learning_rate=auto"))
     assert all("eval_persona_gap" not in r for r in evals(out))
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    lrs = [r["learning_rate"] for r in rows if "learning_rate" in r]
+    assert lrs and 5e-4 < max(lrs) <= 1e-3  # auto: a model under 5B parameters trains at 1e-3
     assert summary["selection"]["persona_holdout"] is None and summary["selection"]["select_on"] == "val loss"
     assert summary["data"]["train"]["conversations"] == 32

@@ -312,6 +312,13 @@ def run_evaluation(samples: Sequence[EvalSample], models: dict[str, ReplyModel],
     n_me = len(me_speak)
     for name in cond:
         speaker[name] = speaker_auc(speak[name], n_me, conv_speak, boot)
+    if "tuned" in speaker and "base" in speaker:
+        # what training changed: a pretrained base can already find a person's texts likelier as the assistant's
+        # (the sample's SmolLM2 base: AUC 0.59), so the tuned AUC alone can clear chance with nothing learned
+        t, b = speaker_scores(speak["tuned"]), speaker_scores(speak["base"])
+        speaker["tuned_minus_base"] = _ci(stats.bootstrap(
+            lambda tp, tq, bp, bq: stats.auc(tp, tq) - stats.auc(bp, bq), [t[:n_me], t[n_me:], b[:n_me], b[n_me:]],
+            clusters=conv_speak * 2, **boot))
     results["speaker"] = speaker
 
     # 2. who wrote it + 3. persona gap (own-context items)
@@ -452,10 +459,15 @@ def run_evaluation(samples: Sequence[EvalSample], models: dict[str, ReplyModel],
 def speaker_auc(scores: np.ndarray, n_person: int, clusters: Sequence[Sequence[int]], boot: dict) -> dict:
     """Speaker test AUC (section 1): `scores` holds (NLL, tokens) of every text scored as the person (first half)
     and as a partner (second half); the person's texts come first within each half."""
+    s_all = speaker_scores(scores)
+    return _ci(stats.bootstrap(stats.auc, [s_all[:n_person], s_all[n_person:]], clusters=clusters, **boot))
+
+
+def speaker_scores(scores: np.ndarray) -> np.ndarray:
+    """log P(text as the person) - log P(text as a partner), per text (see speaker_auc for the layout)."""
     nll = np.asarray(scores, dtype=float)[:, 0]
     half = len(nll) // 2
-    s_all = nll[half:] - nll[:half]  # log P(as person) - log P(as partner)
-    return _ci(stats.bootstrap(stats.auc, [s_all[:n_person], s_all[n_person:]], clusters=clusters, **boot))
+    return nll[half:] - nll[:half]
 
 
 def who_wrote_it_matched(vec: np.ndarray, n_tok: np.ndarray, n_person: int, k: int,

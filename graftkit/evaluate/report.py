@@ -113,9 +113,12 @@ def headline(results: dict, meta: dict) -> list[str]:
     base_txt = (f"base {_num(base_sp['value'], 2)}" if base_sp else
                 "base: n/a, the unigram base does not know who is speaking")
     if tuned_sp:
+        change = sp.get("tuned_minus_base")
+        change_txt = (f" Training changed it by {_ci_text(change, lambda x: f'{x:+.2f}')} (0 = nothing learned: the "
+                      f"base alone can favour your kind of text; {chance_verdict(change, 0.0)})." if change else "")
         out.append(f"- **Speaker test:** shown one of your held-out messages and one of a partner's (no context), the "
                    f"model says which is yours with AUC {_ci_text(tuned_sp, lambda x: _num(x, 2))}; chance 0.50, "
-                   f"{base_txt}. {chance_verdict(tuned_sp, 0.5).capitalize()}.")
+                   f"{base_txt}. {chance_verdict(tuned_sp, 0.5).capitalize()}.{change_txt}")
     ww = results.get("who_wrote_it")
     if ww:
         ref = ("the tuned model's score minus the base model's" if ww["reference"] == "vs_base" else
