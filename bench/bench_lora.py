@@ -184,7 +184,8 @@ def ours_cmd(model: Path, gguf: str, data: Path, out: Path, steps: int, batch: i
             "learning_rate=2e-4", "warmup_steps=0", "lr_scheduler=linear", "weight_decay=0.01", "logging_steps=5",
             f"save_steps={SAVE_STEPS}", f"max_seq_length={max_len}", "chat_template=chatml", f"seed={seed}",
             "early_stopping_patience=0", "save_formats=[lora]",
-            "train_on=person", *extra]  # the plain script's loss (assistant_only_loss): the same label tokens
+            # the plain script's loss (assistant_only_loss: the same label tokens) and its LoRA layers
+            "train_on=person", "target_modules=[q_proj,k_proj,v_proj,o_proj]", *extra]
 
 
 def run_cpu(args: argparse.Namespace, model: Path, gguf: str, pad: str, data: Path, val: Path) -> dict:

@@ -377,7 +377,7 @@ def test_learning_rate_auto_follows_the_base_models_size(tmp_path):
     from graftkit.errors import ConfigError
 
     cfg = load_config(LoraTrainConfig, ROOT / "lora_config.yaml", [])
-    assert cfg.learning_rate == "auto" and cfg.train_on == "both" and cfg.select_on == "persona"
+    assert cfg.learning_rate == "auto" and cfg.train_on == "person" and cfg.select_on == "persona"
     assert set(cfg.target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
     assert cfg.peak_learning_rate(135_000_000) == 1e-3 and cfg.peak_learning_rate(3_200_000_000) == 1e-3
     assert cfg.peak_learning_rate(7_200_000_000) == 3e-4

@@ -58,7 +58,7 @@ def test_kept_adapter_is_the_checkpoint_with_the_best_persona_gap(env):
     assert hold["conversations"] == 8 and len(hold["lines"]) == 8  # 25 % of the 32 training conversations
     assert summary["data"]["train"]["conversations"] == 32 - 8
     meta = json.loads((out / "adapter" / "graftkit_lora.json").read_text())
-    assert meta["selection"] == sel and meta["train_on"] == "both"
+    assert meta["selection"] == sel and meta["train_on"] == "person"
     note = selection_note(meta["selection"])
     assert f"step {best}" in note and "8 conversations held out of" in note and "not on the conversations" in note
     assert (out / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"

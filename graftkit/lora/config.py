@@ -57,8 +57,8 @@ class LoraTrainConfig:
     overlong: Literal["truncate", "drop"] = _f("truncate", "samples over max_seq_length: truncate (keep the start) "
                                                            "or drop")
     train_on: Literal["person", "both"] = _f(
-        "both", "whose turns carry the loss: person (your replies only) or both (your partners' turns too: the model "
-                "learns both voices, so what it learns for you is what sets you apart; bench/NOTES_lora.md)")
+        "person", "whose turns carry the loss: person (your replies only; the larger persona gap on the sample) or both "
+                  "(your partners' turns too: both voices, and a fair authorship control; bench/NOTES_lora.md)")
     persona_holdout: float = _f(0.1, "share of train_file's conversations held out (never trained on) to score the "
                                      "persona gap at each evaluation (0-0.3; 0 = off: the checkpoint is chosen by val "
                                      "loss)", range=(0.0, 0.5))

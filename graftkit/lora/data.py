@@ -29,10 +29,9 @@ from .presets import FAMILIES, NAMED_TEMPLATES, Family, detect_family, get_prese
 from .config import LoraTrainConfig
 
 IGNORE = -100
-# the turns whose tokens carry the loss, per `train_on`: the person's replies, or both sides. Why both: trained on
-# the person's turns alone, an adapter learns "chat" (the partners' messages improve as much as the person's and
-# no persona number moves); trained on both, the assistant role has to become the person and the user role the
-# partners, so what the adapter learns for the assistant is what sets the person apart (bench/NOTES_lora.md)
+# the turns whose tokens carry the loss, per `train_on`: the person's replies, or both sides. both makes the model
+# learn the partners' voice too (and so gives evaluate_persona.py's authorship its control, the model writing as the
+# partner); on the sample the persona gap came out larger with the person's turns alone (bench/NOTES_lora.md)
 TRAINED_ROLES = {"person": ("assistant",), "both": ("assistant", "user")}
 PAD_CANDIDATES = ("<pad>", "<|pad|>", "<|finetune_right_pad_id|>", "[PAD]", "<|endoftext|>", "<unk>")
 
