@@ -38,7 +38,8 @@ def save_loss_curve(path: Path, series: list[Series], xlabel: str, title: str,
         fig, ax = plt.subplots(figsize=size)
     for label, xs, ys, fmt, kwargs in series:
         ax.plot(xs, ys, fmt, label=label, **kwargs)
-    ax.set_xlabel(xlabel)
+    if not persona:  # with the persona panel the step axis is labelled once, under it
+        ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
