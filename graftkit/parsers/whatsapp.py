@@ -50,19 +50,22 @@ from .placeholders import MARKS, MEDIA_KINDS, notice_kind, placeholder_kind
 from .placeholders import index as placeholder_index
 
 SOURCE = "whatsapp_txt"
+RLM = "\u200f"  # RIGHT-TO-LEFT MARK: the same in Arabic and Hebrew exports
 LRM = "\u200e"   # LEFT-TO-RIGHT MARK: starts iOS media/system lines; removed from senders and texts
 BOM = "\ufeff"  # a byte-order mark inside the text is never meant: removed from texts
 NNBSP = "\u202f"  # NARROW NO-BREAK SPACE: before AM/PM since 2023
 MARK_SET = frozenset(MARKS)
-# Header normalisation: marks dropped, no-break spaces made plain (one C-level pass over <= HEAD chars).
-_HEAD_TABLE = str.maketrans({**dict.fromkeys(MARKS), "\u00a0": " ", NNBSP: " "})
-_NEEDS_NORM = re.compile(f"[{MARKS}\u00a0{NNBSP}]")
-_SENDER_TABLE = _HEAD_TABLE
+# Header normalisation: marks dropped (one C-level pass over <= HEAD_CHARS characters, only on the lines
+# that have one). No-break spaces stay: the header regexes accept them wherever a space may be.
+_HEAD_TABLE = str.maketrans(dict.fromkeys(MARKS))
+_NEEDS_NORM = re.compile(f"[{MARKS}]")
+_SENDER_TABLE = str.maketrans({**dict.fromkeys(MARKS), "\u00a0": " ", NNBSP: " "})
+_SP = "[ \u00a0\u202f]"  # a space in a header: plain, no-break or narrow no-break
 HEAD_CHARS = 160  # a header is at most ~50 visible characters; marks beyond this are not a header
 MIN_STYLE_LINES = 3  # a second header style counts when it heads this many lines
 
-# 12-hour marker: "PM", "pm", "a. m.", "p. m.", Arabic "م"/"ص", German "nachm."/"vorm." (spaces plain)
-_AMPM = r"(?: ?(?:[AaPp]\.? ?[Mm]\.?|[\u0645\u0635]|vorm\.|nachm\.))"
+# 12-hour marker: "PM", "pm", "\u202fPM", "a. m.", "p.\u00a0m.", Arabic "م"/"ص", German "nachm."/"vorm."
+_AMPM = rf"(?:{_SP}?(?:[AaPp]\.?{_SP}?[Mm]\.?|[\u0645\u0635]|vorm\.|nachm\.))"
 _PM_MARKS = ("p", "\u0645", "nachm")
 _ERA = "RHS"  # Japanese eras: Reiwa (2019-), Heisei (1989-2019), Showa (1926-1989)
 _ERA_BASE = {"R": 2018, "H": 1988, "S": 1925}
@@ -78,6 +81,7 @@ _TIME_P = r"(?P<time>\d{1,2}(?P<tsep>[:.])\d{2}(?P<sec>(?P=tsep)\d{2})?(?P<ampm>
 _PROBE = re.compile(
     r"(?P<br>\[)?" + _DATE_P + r"(?P<dts>,? |\u060c ?| \u00e0 | klo | - )" + _TIME_P
     + r"(?P<end>(?(br)\] |(?: {1,2}[-\u2013] |: |; |(?(dend) (?![-\u2013:;] )|(?!)))))")
+_PROBE_NB = str.maketrans({"\u00a0": " ", NNBSP: " "})  # the probe reads plain spaces
 _PROBE_TIME_FIRST = re.compile(r"\[" + _TIME_P + r", " + _DATE_P + r"\] ")
 # Looks like the start of a header (date, then a time within a few characters): what the one-line
 # error quotes when a file is not read, so that the user can report the style we missed.
@@ -148,7 +152,7 @@ def header_regex(shape: Shape) -> re.Pattern:
         _AMPM if shape.twelve_hour else "")
     if shape.time_first:
         return re.compile(rf"\[({time_rx}), ({date_rx})\] ")
-    between = ",? " if shape.between in (", ", " ") else re.escape(shape.between)
+    between = f",?{_SP}" if shape.between in (", ", " ") else re.escape(shape.between)
     if shape.ios:
         return re.compile(rf"\[({date_rx}){between}({time_rx})\] ")
     if shape.end.strip() == "-":
@@ -169,8 +173,8 @@ def _start_of_header(line: str) -> str | None:
 
 
 def _normalised_head(s: str) -> tuple[str, bool]:
-    """The first HEAD_CHARS characters of `s` with marks dropped and no-break spaces plain, and
-    whether anything was dropped (then header positions must be mapped back to `s`)."""
+    """The first HEAD_CHARS characters of `s` with marks dropped, and whether anything was dropped
+    (then header positions must be mapped back to `s`)."""
     head = s[:HEAD_CHARS]
     if _NEEDS_NORM.search(head) is None:
         return head, False
@@ -194,7 +198,7 @@ def find_shape(line: str) -> Shape | None:
     s = _start_of_header(line)
     if s is None:
         return None
-    head, _ = _normalised_head(s)
+    head = _normalised_head(s)[0].translate(_PROBE_NB)
     m = _PROBE.match(head)
     if m is not None:
         return _shape_of(m)
@@ -209,7 +213,7 @@ def near_miss(lines: Iterable[str]) -> tuple[int, str] | None:
         s = _start_of_header(line)
         if s is None:
             continue
-        head, _ = _normalised_head(s)
+        head = _normalised_head(s)[0].translate(_PROBE_NB)
         if _LOOSE.match(head) and find_shape(line) is None:
             return n, line
     return None
@@ -340,7 +344,7 @@ def _parse_lines(path: Path, styles: list[_Style]) -> tuple[list[Message], dict[
     exact, edges, tail_words = idx.exact, idx.edges, idx.tail_words
     known = {s.shape for s in styles}
     primary = styles[0]
-    splitters = [s.split for s in styles]
+    fast = primary.match
     msgs: list[Message] = []
     append = msgs.append
     senders: dict[str, str] = {}  # raw -> cleaned, and one string object per sender
@@ -348,22 +352,30 @@ def _parse_lines(path: Path, styles: list[_Style]) -> tuple[list[Message], dict[
     dates: list[dict[str, int]] = [{} for _ in styles]  # per style: raw date -> line it first appears on
     runs: list[tuple[int, str, int]] = []  # (style, raw date, index of the first message after it changed)
     others: dict[Shape, list] = {}
-    persons: set[str] = set()  # iOS senders seen with an unmarked line or a placeholder: real people
     marked: list[int] = []  # indexes of iOS messages whose only sign of being a notice is a leading mark
-    cur_date: tuple[int, str] | None = None
+    cur_raw: str | None = None
+    cur_style: _Style | None = None
     cur: Message | None = None  # message being continued; None after a system line
     cont: list[str] = []
-    lineno = 0
-    for line in iter_lines(path):
+    lines = iter_lines(path)
+    for _ in itertools.islice(lines, primary.first_line - 1):
+        pass
+    lineno = primary.first_line - 1
+    for line in lines:
         lineno += 1
-        if lineno < primary.first_line:
-            continue
-        parts = style = None
-        for i, split in enumerate(splitters):
-            parts = split(line)
-            if parts is not None:
-                style = styles[i]
-                break
+        m = fast(line)  # the common line: primary style, no marks
+        if m is not None:
+            style = primary
+            end = m.end()
+            parts = (m.group(2), m.group(1), line[end:]) if primary.time_first else (
+                m.group(1), m.group(2), line[end:])
+        else:
+            parts = style = None
+            for st in styles:
+                parts = st.split(line)
+                if parts is not None:
+                    style = st
+                    break
         if parts is None:
             cont.append(line)
             if line and (line[0] in "[0123456789" or line[0] in MARK_SET or line[0].isdigit()):
@@ -381,13 +393,13 @@ def _parse_lines(path: Path, styles: list[_Style]) -> tuple[list[Message], dict[
             cont = []
         raw_date, raw_time, rest = parts
         style.lines += 1
-        if cur_date is None or cur_date[0] != style.index or cur_date[1] != raw_date:
-            cur_date = (style.index, raw_date)
+        if raw_date != cur_raw or style is not cur_style:
+            cur_raw, cur_style = raw_date, style
             dates[style.index].setdefault(raw_date, lineno)
             runs.append((style.index, raw_date, len(msgs)))
         t = times.get(raw_time)
         if t is None:
-            t = _time_part(raw_time, style.twelve)
+            t = _time_part(raw_time.translate(_PROBE_NB), style.twelve)
             if t is None:
                 raise InputError(f"invalid time {raw_time!r} in a WhatsApp header", path, lineno)
             times[raw_time] = t
@@ -400,28 +412,30 @@ def _parse_lines(path: Path, styles: list[_Style]) -> tuple[list[Message], dict[
             cur = None
             continue
         lead_mark = bool(text) and text[0] in MARK_SET
-        if lead_mark or LRM in text or BOM in text:
+        had_mark = lead_mark or LRM in text or BOM in text or RLM in text
+        if had_mark:
             text = _clean_text(text)
         kind = exact.get(text)
+        # iOS puts a mark before the wording of a named attachment: "Notes.txt \u200edocument omitted"
         if kind is None and text and (text[0] in edges or text[-1] in edges or "://" in text
-                                      or text[text.rfind(" ") + 1:] in tail_words):
+                                      or (had_mark and text[text.rfind(" ") + 1:] in tail_words)):
             kind = placeholder_kind(text)
         sender = senders.get(raw_sender)
         if sender is None:
             sender = senders[raw_sender] = raw_sender.translate(_SENDER_TABLE).strip()
-        if style.shape.ios and lead_mark and kind is None:
+        if lead_mark and kind is None and style.shape.ios:
             if notice_kind(text) is not None:  # "Messages and calls are end-to-end encrypted", security code
                 cur = None
                 continue
             marked.append(len(msgs))
-        elif style.shape.ios:
-            persons.add(sender)
         cur = Message(sender, text, t, "", SOURCE, kind in MEDIA_KINDS, kind)
         append(cur)
     if cont and cur is not None:
         _append_lines(cur, cont)
     _fill_dates(path, msgs, dates, runs, styles, times)
-    if marked:
+    if marked:  # real people write at least one line without a leading mark (or a placeholder)
+        flagged = set(marked)
+        persons = {m.sender for i, m in enumerate(msgs) if i not in flagged}
         group = {i for i in marked if msgs[i].sender not in persons}
         if group:  # the group's own notices ("<group>: \u200eX added Y"); their continuation lines go too
             msgs = [m for i, m in enumerate(msgs) if i not in group]
@@ -515,7 +529,8 @@ def _fill_dates(path: Path, msgs: list[Message], dates: list[dict[str, int]], ru
         elif DATE_ORDER in ("dmy", "mdy", "ymd"):
             order, why = DATE_ORDER, "--date-order"
         else:
-            style_times = [t for t in raw_times if (_AMPM_RE.search(t) is not None) == shape.twelve_hour]
+            style_times = [t.translate(_PROBE_NB) for t in raw_times
+                           if (_AMPM_RE.search(t) is not None) == shape.twelve_hour]
             order, why = _infer_order(parsed, style_runs, shape, style_times)
         if len(used) > 1:
             why = (f"{why}; the file mixes {len(used)} header styles, this one from line {style.first_line} "
