@@ -228,7 +228,7 @@ def _detect(sniff: Sniff) -> bool:
     further down would let a header-like line inside another format's first message claim the file.
     Multi-line messages make many lines continuations, so "most lines" would be too strict.
     """
-    lines = sniff.lines
+    lines = [ln for ln in sniff.lines if ln.strip(MARKS).strip()]  # a line of marks only is blank
     shape = find_shape(lines[0]) if lines else None
     if shape is None:
         return False
