@@ -228,3 +228,95 @@ def test_a_file_of_marks_parses_in_linear_time(tmp_path: Path) -> None:
         if ratios[-1] < 10:
             break
     assert min(ratios) < 10, ratios
+
+
+# --------------------------------------------------------------------------- mixed styles are reported
+
+def test_a_file_that_mixes_styles_says_so(tmp_path: Path) -> None:
+    from graftkit.prepare.pipeline import PrepareOptions, prepare
+    out = tmp_path / "out"
+    stats = prepare(PrepareOptions([str(HERE / "mixed_us_then_eu_android.txt")], out=str(out), me=["Ana"],
+                                   progress=False, val_fraction=0, session_gap=None, min_turns=1))
+    orders = stats["date_order"]
+    assert [(d["order"], "mixes 2 header styles" in d["why"]) for d in orders] == [("mdy", True), ("dmy", True)]
+    assert "from line 4 ('01/01/2024, 21:05 - ', 4 messages)" in orders[1]["why"]
+    assert "from line 1 ('12/30/23, 9:05 PM - ', 3 messages)" in orders[0]["why"]
+
+
+def test_a_lone_line_of_another_style_is_text(tmp_path: Path) -> None:
+    """A pasted message in another phone's style is a quote, not a message: styles need three lines."""
+    p = tmp_path / "chat.txt"
+    p.write_text("[31.12.23, 21:05:07] Ana: look what Ben wrote:\n01/01/2024, 10:00 - Ben: see you\n"
+                 "[31.12.23, 21:06:00] Ben: :)\n", encoding="utf-8")
+    assert [m.text for m in parse_input(p).messages] == ["look what Ben wrote:\n01/01/2024, 10:00 - Ben: see you",
+                                                          ":)"]
+
+
+# ------------------------------------------------------------------------ files still not read: one line
+
+def test_an_unread_file_names_the_line_that_looked_like_a_header(tmp_path: Path) -> None:
+    p = tmp_path / "chat.txt"
+    p.write_text("Chat with Ben\n31-Dec-2023 21:05 - Ann: hi\n31-Dec-2023 21:06 - Ben: yo\n", encoding="utf-8")
+    with pytest.raises(InputError) as err:
+        parse_input(p)
+    msg = err.value.format()
+    assert msg.startswith(f"{p}:2: unknown chat export format") and "'31-Dec-2023 21:05 - Ann: hi'" in msg
+    assert "\n" not in msg
+    with pytest.raises(InputError) as err:
+        parse_input(p, "whatsapp_txt")
+    assert err.value.line == 2 and "31-Dec-2023 21:05" in err.value.format()
+
+
+# ------------------------------------------------------------------------------------ headers, by unit
+
+@pytest.mark.parametrize("header, want", [
+    ("[3/27/2565 BE, 21:41:35] ", "2022-03-27T21:41:35"),  # Thai Buddhist era, iOS
+    ("[3/27/R4, 21:41:35] ", "2022-03-27T21:41:35"),  # Japanese era as the year, iOS
+    ("[1/7/R5, 23:32:30] ", "2023-01-07T23:32:30"),
+    ("[\u0662\u0667\u200f/\u0663\u200f/\u0662\u0660\u0662\u0662\u060c \u0669:\u0664\u0667:\u0665\u0664\u00a0\u0645] ",
+     "2022-03-27T21:47:54"),  # [٢٧‏/٣‏/٢٠٢٢، ٩:٤٧:٥٤ م]
+    ("13. 6. 2018. 21:25:15 ", "2018-06-13T21:25:15"),  # spaced dots, no dash
+    ("[\ufeff29.01.18, 12:24:03] ", "2018-01-29T12:24:03"),  # a byte-order mark after '['
+    ("\ufeff\ufeff29.01.18, 12:24 - ", "2018-01-29T12:24:00"),
+    ("3/6/2018 1:55 p.\u00a0m. - ", "2018-06-03T13:55:00"),  # a no-break space inside "p. m."
+])
+def test_header_styles_of_real_phones(tmp_path: Path, header: str, want: str) -> None:
+    p = tmp_path / "chat.txt"
+    p.write_text(f"{header}Ana: hi\n", encoding="utf-8")
+    assert [(m.sender, m.text, m.timestamp) for m in parse_input(p).messages] == [("Ana", "hi", want)]
+
+
+def test_arabic_phone_sender_is_clean(tmp_path: Path) -> None:
+    p = tmp_path / "chat.txt"
+    p.write_text("[27\u200f/3\u200f/2022\u060c 21:47:54] \u202a+40\u00a0521\u00a0028\u202c: \u200fمرحبا\r\n",
+                 encoding="utf-8")
+    assert [(m.sender, m.text) for m in parse_input(p).messages] == [("+40 521 028", "مرحبا")]
+
+
+# ------------------------------------------------------------------------------------------------ LINE
+
+def _line(tmp_path: Path, text: str) -> list[tuple]:
+    p = tmp_path / "line.txt"
+    p.write_text(text, encoding="utf-8")
+    msgs = parse_input(p).messages
+    return [(m.sender, m.text, m.timestamp, m.placeholder) for m in msgs]
+
+
+def test_line_am12_is_noon_unless_the_morning_follows(tmp_path: Path) -> None:
+    got = _line(tmp_path, "2024/03/01(金)\n午前12:03\tベン\tおはよう\n午前7:10\tアナ\tはやいね\n"
+                          "2024/03/02(土)\n午前11:50\tベン\tまだ？\n午前12:03\tアナ\tいまいく\n")
+    assert [t for _, _, t, _ in got] == ["2024-03-01T00:03:00", "2024-03-01T07:10:00", "2024-03-02T11:50:00",
+                                         "2024-03-02T12:03:00"]
+
+
+def test_line_calls_and_repeated_sticker_labels_in_any_language(tmp_path: Path) -> None:
+    got = _line(tmp_path, "2024/03/01(金)\n" + "".join(f"10:0{i}\tA\t[Naklejka]\n" for i in range(3))
+                + "10:05\tB\t☎ Durée de l'appel 0:54\n10:06\tB\t[hmm]\n10:07\tA\tok\n")
+    assert [k for *_, k in got] == ["media", "media", "media", "call", None, None]
+
+
+def test_line_pc_names_with_spaces(tmp_path: Path) -> None:
+    got = _line(tmp_path, "2017.09.03 Sunday\n16:23 Ben Ortiz Ben here\n16:25 Ana Ortiz? nice\n"
+                          "16:26 Ben Ortiz Ben again\n16:27 Ana ok\n")
+    assert [(s, t) for s, t, _, _ in got] == [("Ben Ortiz", "Ben here"), ("Ana", "Ortiz? nice"),
+                                               ("Ben Ortiz", "Ben again"), ("Ana", "ok")]

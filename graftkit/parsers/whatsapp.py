@@ -85,7 +85,7 @@ _PROBE_NB = str.maketrans({"\u00a0": " ", NNBSP: " "})  # the probe reads plain 
 _PROBE_TIME_FIRST = re.compile(r"\[" + _TIME_P + r", " + _DATE_P + r"\] ")
 # Looks like the start of a header (date, then a time within a few characters): what the one-line
 # error quotes when a file is not read, so that the user can report the style we missed.
-_LOOSE = re.compile(r"\W{0,3}(?:\d{1,4}\W{1,3}\d{1,4}\W{1,3}\w{1,4}|\d{1,2}[:.]\d{2}).{0,24}?\d{1,2}[:.]\d{2}")
+_LOOSE = re.compile(r"\W{0,3}\d{1,4}[^\n]{0,24}?\d{1,2}[:.]\d{2}")
 
 _DIGITS = re.compile(r"\d+")
 
@@ -246,8 +246,10 @@ class _Style:
 
     def __init__(self, shape: Shape, index: int, first_line: int, example: str):
         self.shape, self.index, self.first_line = shape, index, first_line
-        self.example = example.lstrip(MARKS)[:40]
         self.match = header_regex(shape).match
+        head = _normalised_head(example.lstrip(MARKS))[0]
+        m = self.match(head)
+        self.example = head[:m.end()] if m is not None else ""  # the header only: no names, no text
         self.twelve, self.time_first = shape.twelve_hour, shape.time_first
         self.lines = 0
 
@@ -297,14 +299,16 @@ def _parse(path: Path) -> list[Message]:
         raise InputError("no WhatsApp message header (like '31/12/2023, 21:05 - Name: text') found" + hint, path,
                          near[0] if near else None)
     styles = [_Style(shape, 0, lineno, line)]
+    decisions: list[tuple[str, str, str]] = []
     with no_gc():
-        msgs, others = _parse_lines(path, styles)
+        msgs, others = _parse_lines(path, styles, decisions)
         extra = [(first, shape, ex) for shape, (count, first, ex) in others.items() if count >= MIN_STYLE_LINES]
-        if not extra:
-            return msgs
-        styles += [_Style(shape, i + 1, first, ex) for i, (first, shape, ex) in enumerate(sorted(extra))]
-        msgs, _ = _parse_lines(path, styles)
-        return msgs
+        if extra:
+            styles += [_Style(shape, i + 1, first, ex) for i, (first, shape, ex) in enumerate(sorted(extra))]
+            decisions.clear()
+            msgs, _ = _parse_lines(path, styles, decisions)
+    DATE_DECISIONS.extend(decisions)
+    return msgs
 
 
 @contextmanager
@@ -333,7 +337,8 @@ def _clean_text(text: str) -> str:
     return text
 
 
-def _parse_lines(path: Path, styles: list[_Style]) -> tuple[list[Message], dict[Shape, list]]:
+def _parse_lines(path: Path, styles: list[_Style], decisions: list[tuple[str, str, str]]
+                 ) -> tuple[list[Message], dict[Shape, list]]:
     """The single pass over all lines with the given styles (primary first).
 
     Returns the messages and, for every other style that some non-header line shows, [count, first
@@ -343,6 +348,8 @@ def _parse_lines(path: Path, styles: list[_Style]) -> tuple[list[Message], dict[
     idx = placeholder_index()
     exact, edges, tail_words = idx.exact, idx.edges, idx.tail_words
     known = {s.shape for s in styles}
+    for st in styles:
+        st.lines = 0
     primary = styles[0]
     fast = primary.match
     msgs: list[Message] = []
@@ -432,7 +439,7 @@ def _parse_lines(path: Path, styles: list[_Style]) -> tuple[list[Message], dict[
         append(cur)
     if cont and cur is not None:
         _append_lines(cur, cont)
-    _fill_dates(path, msgs, dates, runs, styles, times)
+    _fill_dates(path, msgs, dates, runs, styles, times, decisions)
     if marked:  # real people write at least one line without a leading mark (or a placeholder)
         flagged = set(marked)
         persons = {m.sender for i, m in enumerate(msgs) if i not in flagged}
@@ -512,8 +519,9 @@ def _year(y: int, raw: str) -> int:
 
 
 def _fill_dates(path: Path, msgs: list[Message], dates: list[dict[str, int]], runs: list[tuple[int, str, int]],
-                styles: list[_Style], raw_times: Iterable[str] = ()) -> None:
-    """Convert each distinct raw date once per style, then prefix it to the time part of its messages."""
+                styles: list[_Style], raw_times: Iterable[str], decisions: list[tuple[str, str, str]]) -> None:
+    """Convert each distinct raw date once per style, then prefix it to the time part of its messages;
+    the order chosen for each style (and why) goes to `decisions`."""
     iso: list[dict[str, str]] = []
     used = [s for s in styles if s.lines]
     for style in styles:
@@ -535,7 +543,7 @@ def _fill_dates(path: Path, msgs: list[Message], dates: list[dict[str, int]], ru
         if len(used) > 1:
             why = (f"{why}; the file mixes {len(used)} header styles, this one from line {style.first_line} "
                    f"({style.example!r}, {style.lines} messages)")
-        DATE_DECISIONS.append((str(path), order, why))
+        decisions.append((str(path), order, why))
         conv: dict[str, str] = {}
         for raw, (a, b, c) in parsed.items():
             y, mo, d = (a, b, c) if order == "ymd" else (c, b, a) if order == "dmy" else (c, a, b)
