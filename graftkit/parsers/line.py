@@ -250,7 +250,8 @@ def _mark(msgs: list[Message], pc: bool) -> None:
 def _pc_names(rests: list[str]) -> list[str]:
     """The senders of a PC export, longest first: for each first word, the longest run of words (up to
     four) that nearly all of its lines start with ("Ben Ortiz" when every "Ben" line goes on with
-    "Ortiz"). Needs two lines to extend a name, so a one-off message does not become one."""
+    "Ortiz"). A second word needs two such lines, a third five, so that a one-off message or two
+    messages starting alike do not become a name."""
     prefixes: Counter = Counter()
     for rest in rests:
         words = rest.split(" ")
@@ -262,7 +263,7 @@ def _pc_names(rests: list[str]) -> list[str]:
         name = words[0]
         for k in range(2, min(len(words) - 1, 4) + 1):
             longer = " ".join(words[:k])
-            if prefixes[longer] >= 2 and prefixes[longer] * 10 >= prefixes[name] * 9:
+            if prefixes[longer] >= (2 if k == 2 else 5) and prefixes[longer] * 10 >= prefixes[name] * 9:
                 name = longer
             else:
                 break
