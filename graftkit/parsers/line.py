@@ -66,7 +66,7 @@ def _table() -> dict[str, object]:
         media.update(data.get("media", []))
         media_pc.update(data.get("media_pc", []))
         location += data.get("location", [])
-        notice += [norm(x) for x in data.get("notice", [])]
+        notice += [norm(x) for x in data.get("notice", [])]  # matched against t.rstrip(".。").casefold()
     return {"media": media, "media_pc": media_pc, "location": tuple(location), "notice": tuple(notice)}
 
 
@@ -76,17 +76,21 @@ def line_kind(text: str, pc: bool = False, frequent: frozenset[str] = frozenset(
     `frequent`: bracketed words the file shows three times or more (sticker labels in any language).
     """
     t = text.strip()
-    if not t:
+    if not t or len(t) > 200:
         return None
     table = _table()
-    if t.startswith("☎"):
+    c = t[0]
+    if c == "☎":
         return "call"
-    if t in table["media"] or t in frequent or (pc and t in table["media_pc"]):
+    if c == "[":
+        if t in table["media"] or t in frequent:
+            return "media"
+        if t.startswith(table["location"]):
+            return "location"
+    elif pc and t in table["media_pc"]:
         return "media"
-    if t.startswith(table["location"]):
-        return "location"
-    n = norm(t)
-    if any(n.startswith(x) or n.endswith(x) for x in table["notice"]):
+    n = t.rstrip(".。").casefold()
+    if n.startswith(table["notice"]) or n.endswith(table["notice"]):
         return "system"
     return None
 
