@@ -121,6 +121,7 @@ def test_every_language_of_the_issue_has_a_full_table() -> None:
 @pytest.mark.parametrize("text", [
     "the part about sizes was omitted", "ok :)", "see it (now)", "location?", "my notes.txt (draft)",
     "POLL results tomorrow", "null and void", "https://example.com/maps", "I deleted this message already",
+    "the image omitted", "is the document omitted?", "check https://foursquare.com/v/123 later", "a <3 b",
 ])
 def test_real_messages_are_not_placeholders(text: str) -> None:
     assert placeholder_kind(text) is None
@@ -131,6 +132,15 @@ def test_real_messages_are_not_placeholders(text: str) -> None:
     ("IMG-20230101-WA0001.jpg (some tag in an unknown language)", "media"),
     ("‹Без медиафайлов›", "media"), ("You deleted this message.", "deleted"), ("image absente", "media"),
     ("Dokument weggelassen", "media"), ("Ortsangabe: https://maps.google.com/?q=1.0,2.0", "location"),
+    # issue 25: file names before the wording, any label language, old iOS and Android shapes
+    ("Notes.txt \u200edocument omitted", "media"), ("Budget.pdf • \u200e2 pages \u200edocument omitted", "media"),
+    ("Notes.txt \u200e<attached: 00000046-Notes.txt>", "media"),
+    ("\u200e<συνημμένο: 00000053-PHOTO-2022-03-27-21-53-30.jpg>", "media"),
+    ("< attached: 00000042-PHOTO-2020-06-07-15-13-20.jpg >", "media"),
+    ("2015-08-04-PHOTO-00004762.jpg <\u200eattached>", "media"),
+    ("\u200eAlex.vcf (файл добавлен)", "media"), ("TR.vcf (soubor byl přiložen)", "media"),
+    ("AUD-20190101-WA0000. (file attached)", "media"), ("أنت حذفت هذه الرسالة.", "deleted"),
+    ("Pimlico Gardens (London, United Kingdom): https://foursquare.com/v/4e89af95e5fa82ad4c0aa03b", "location"),
 ])
 def test_issue_examples(text: str, kind: str) -> None:
     assert placeholder_kind(text) == kind

@@ -177,6 +177,10 @@ def placeholder_kind(text: str) -> str | None:
             return kind
         if n.endswith(">") and _IOS_ATTACHED.fullmatch(strip_marks(head).strip()):
             return "media"
+        if n.endswith(">") and " <" in n:  # old iOS: "2015-08-04-PHOTO-00004762.jpg <attached>"
+            name, _, label = strip_marks(head).strip()[:-1].rpartition(" <")
+            if norm(label) in idx.ios_labels and _FILE_NAME.fullmatch(name):
+                return "media"
         if n[:1] in "<‹" and n[-1:] in ">›":  # "<attached: X>", "<Médias omis>" with other brackets
             inner = n[1:-1].strip()
             kind = idx.normed.get("<" + inner + ">") or idx.normed.get(inner)
