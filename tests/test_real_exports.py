@@ -3,7 +3,7 @@
 The files copy the shapes phones really write (invisible marks, named attachments, era calendars,
 Arabic, LINE mobile/PC, several header styles in one file); tests/real_exports/README.md says where
 each shape was seen. "Exact" means the same messages in the same order with the same timestamp,
-sender and placeholder kind, and the same text for every real message. `python -m tests.test_real_exports`
+sender and placeholder kind, and the same text for every real message. `python tests/test_real_exports.py`
 prints the count per class.
 """
 
