@@ -22,6 +22,7 @@ from graftkit.messages import Message
 from graftkit.parsers import detect_format, parse_input
 from graftkit.parsers import generic_csv, line, plain, signal, whatsapp
 from graftkit.parsers.base import Sniff
+from graftkit.parsers.placeholders import MARKS
 from graftkit.parsers.whatsapp import WHATSAPP_STYLES, find_shape, format_whatsapp
 
 LRM, NNBSP = "\u200e", "\u202f"
@@ -397,7 +398,10 @@ def _fix_rest(text: str, bad) -> str:
 
 
 def fix_whatsapp(text: str) -> str:
-    return _fix_rest(text, lambda ln: find_shape(ln) is not None)
+    """Header-like lines get an "x"; invisible marks at the start of a line go (the parser drops them:
+    phones put them there, issue 25)."""
+    text = _fix_rest(text, lambda ln: find_shape(ln) is not None)
+    return "\n".join(ln.lstrip(MARKS) for ln in text.split("\n"))
 
 
 def fix_signal(text: str) -> str:

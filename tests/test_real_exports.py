@@ -320,3 +320,13 @@ def test_line_pc_names_with_spaces(tmp_path: Path) -> None:
                           "16:26 Ben Ortiz Ben again\n16:27 Ana ok\n")
     assert [(s, t) for s, t, _, _ in got] == [("Ben Ortiz", "Ben here"), ("Ana", "Ortiz? nice"),
                                                ("Ben Ortiz", "Ben again"), ("Ana", "ok")]
+
+
+def test_wording_in_another_unicode_form_is_still_a_placeholder(tmp_path: Path) -> None:
+    """Hindi iOS writes ड़ precomposed (U+095C); our table has it as ड + nukta: the same text after NFC."""
+    p = tmp_path / "chat.txt"
+    p.write_text("[3/27/22, 21:41:35] Ana: hi\n"
+                 "\u200e[3/27/22, 21:44:16] Ana: \u200eवीडियो छो\u095cा गया\n"
+                 "\u200e[3/27/22, 21:50:09] Ana: Notes.txt \u200eडॉक्यूमेंट छो\u095cा गया\n", encoding="utf-8")
+    msgs = parse_input(p).messages
+    assert [m.placeholder for m in msgs] == [None, "media", "media"]

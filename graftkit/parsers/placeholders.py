@@ -27,6 +27,7 @@ rejected by their first and last character).
 from __future__ import annotations
 
 import re
+import unicodedata
 from pathlib import Path
 from typing import Iterable
 
@@ -62,8 +63,11 @@ _NAMED_HEAD = re.compile(r"[^\n]{0,200}?\S\.\w{1,8}(?:\s•[^\n]{0,40})?")
 
 
 def norm(text: str) -> str:
-    """Matching key: bidi marks removed, outer space and one trailing '.' or '。' dropped, case-folded."""
+    """Matching key: bidi marks removed, composed (NFC: Hindi exports write ड़ both ways), outer space and
+    one trailing '.' or '。' dropped, case-folded."""
     t = strip_marks(text).strip()
+    if not t.isascii():
+        t = unicodedata.normalize("NFC", t)
     if t.endswith((".", "。")):
         t = t[:-1].rstrip()
     return t.casefold()
@@ -156,8 +160,12 @@ def _named(text: str, idx: _Index) -> str | None:
     return None
 
 
-def placeholder_kind(text: str) -> str | None:
-    """The placeholder kind of a whole message text, or None for a real message."""
+def placeholder_kind(text: str, marked: bool = False) -> str | None:
+    """The placeholder kind of a whole message text, or None for a real message.
+
+    marked: the export put a mark before the text (WhatsApp iOS): the cheap rejection by first and
+    last character is skipped, so that wordings written in another Unicode form are found too.
+    """
     idx = _INDEX or index()
     kind = idx.exact.get(text)
     if kind is not None:
@@ -165,7 +173,8 @@ def placeholder_kind(text: str) -> str | None:
     if not text or len(text) > 400:
         return None
     first, last = text[0], text[-1]
-    if first not in idx.edges and last not in idx.edges and "\n" not in text and "://" not in text:
+    if (not marked and first not in idx.edges and last not in idx.edges and "\n" not in text
+            and "://" not in text):
         if text[text.rfind(" ") + 1:] in idx.tail_words:
             return _named(text, idx)
         return None

@@ -424,9 +424,9 @@ def _parse_lines(path: Path, styles: list[_Style], decisions: list[tuple[str, st
             text = _clean_text(text)
         kind = exact.get(text)
         # iOS puts a mark before the wording of a named attachment: "Notes.txt \u200edocument omitted"
-        if kind is None and text and (text[0] in edges or text[-1] in edges or "://" in text
+        if kind is None and text and (lead_mark or text[0] in edges or text[-1] in edges or "://" in text
                                       or (had_mark and text[text.rfind(" ") + 1:] in tail_words)):
-            kind = placeholder_kind(text)
+            kind = placeholder_kind(text, lead_mark)
         sender = senders.get(raw_sender)
         if sender is None:
             sender = senders[raw_sender] = raw_sender.translate(_SENDER_TABLE).strip()
