@@ -22,6 +22,7 @@ from graftkit.messages import Message
 from graftkit.parsers import detect_format, parse_input
 from graftkit.parsers import generic_csv, line, plain, signal, whatsapp
 from graftkit.parsers.base import Sniff
+from graftkit.parsers.placeholders import MARKS
 from graftkit.parsers.whatsapp import WHATSAPP_STYLES, find_shape, format_whatsapp
 
 LRM, NNBSP = "\u200e", "\u202f"
@@ -246,8 +247,9 @@ def test_line_12_hour_variants_and_system_lines(tmp_path):
     text = ("2023.12.31 Sunday\nPM 09:05\tAlice\tHi\n12:00 AM\tBob\tmidnight\n09:10 PM\tBob left the chat.\n"
             "Sun, 12/31/2023\n午後9:15\tボブ\t[スタンプ]\n午前12:30\tボブ\t\"a\n\"\"b\"\"\"\n")
     msgs = parse(tmp_path, text)
+    # 午前12:30 is 12:30 (noon) in LINE's Japanese UI: the PC export of the same chat says 12:30 (issue 25).
     assert triples(msgs) == [("Alice", "Hi", "2023-12-31T21:05:00"), ("Bob", "midnight", "2023-12-31T00:00:00"),
-                             ("ボブ", "[スタンプ]", "2023-12-31T21:15:00"), ("ボブ", "a\n\"b\"", "2023-12-31T00:30:00")]
+                             ("ボブ", "[スタンプ]", "2023-12-31T21:15:00"), ("ボブ", "a\n\"b\"", "2023-12-31T12:30:00")]
     assert [m.media for m in msgs] == [False, False, True, False]
 
 
@@ -396,7 +398,10 @@ def _fix_rest(text: str, bad) -> str:
 
 
 def fix_whatsapp(text: str) -> str:
-    return _fix_rest(text, lambda ln: find_shape(ln) is not None)
+    """Header-like lines get an "x"; invisible marks at the start of a line go (the parser drops them:
+    phones put them there, issue 25)."""
+    text = _fix_rest(text, lambda ln: find_shape(ln) is not None)
+    return "\n".join(ln.lstrip(MARKS) for ln in text.split("\n"))
 
 
 def fix_signal(text: str) -> str:

@@ -23,14 +23,22 @@ def _placeholders(table: dict[str, list[str]], ios: bool) -> list[tuple[str, str
     out: list[tuple[str, str]] = []
     for key, values in table.items():
         for i, v in enumerate(values):
+            if key == "notice":
+                continue  # not messages at all: test_ios_notices_are_not_messages
             if key == "attached":
                 if not ios:
                     out += [(f"IMG-20230101-WA{i:04d}.jpg ({v})", "media"),
                             (f"PTT-20230101-WA{i:04d}.opus ({v})", "media"),
-                            (f"Ana Lima.vcf ({v})", "media"), (f"plan v2.pdf ({v})", "media")]
+                            (f"AUD-20230101-WA{i:04d}. ({v})", "media"),
+                            (f"Ana Lima.vcf ({v})", "media"), (f"{LRM}Alex Kim.vcf ({v})", "media"),
+                            (f"plan v2.pdf ({v})", "media")]
             elif key == "attached_ios":
                 if ios:
-                    out.append((f"<{v}: 00000012-PHOTO-2023-01-01-12-00-{i:02d}.jpg>", "media"))
+                    out += [(f"<{v}: 00000012-PHOTO-2023-01-01-12-00-{i:02d}.jpg>", "media"),
+                            (f"Notes 2024.txt {LRM}<{v}: 000000{i + 10:02d}-Notes 2024.txt>", "media")]
+            elif key == "media" and ios and not v.startswith(("<", "‹")):
+                # iOS names the file before the wording: "Notes.txt \u200edocument omitted"
+                out += [(v, key), (f"Notes 2024.txt {LRM}{v}", key), (f"Budget.pdf • {LRM}2 pages {LRM}{v}", key)]
             elif key == "poll":
                 out.append((f"{v}\nWhere do we eat?\nOPTION: Pizza (2 votes)", "poll"))
             elif key == "location":
@@ -86,17 +94,34 @@ def test_no_placeholder_reaches_training(tmp_path: Path, lang: str) -> None:
         assert stats["dropped"]["location"] == sum(k == "location" for _, k in phs)
 
 
+@pytest.mark.parametrize("lang", sorted(TABLES))
+def test_ios_notices_are_not_messages(tmp_path: Path, lang: str) -> None:
+    """iOS writes the encryption and security-code notices under the contact's name, the text starting
+    with a mark: they are no messages, even from a sender who also writes real ones."""
+    notices = TABLES[lang].get("notice", [])
+    lines = ["[31.12.23, 10:00:00] Ben: a real message"]
+    for i, v in enumerate(notices):
+        lines += [f"[31.12.23, 11:{i:02d}:00] Ben: {LRM}{LRM}{v} Ben Ortiz. {LRM}More.",
+                  f"[31.12.23, 12:{i:02d}:00] Ben: {LRM}a real message {i} that starts with a mark"]
+    src = tmp_path / "chat.txt"
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    from graftkit.parsers import parse_input
+    texts = [m.text for m in parse_input(src).messages]
+    assert texts == ["a real message"] + [f"a real message {i} that starts with a mark" for i in range(len(notices))]
+
+
 def test_every_language_of_the_issue_has_a_full_table() -> None:
     wanted = {"en", "de", "fr", "es", "it", "pt_BR", "pt_PT", "nl", "ru", "uk", "pl", "cs", "tr", "ar", "hi",
               "id", "vi", "ja", "ko", "zh", "th"}
     assert wanted <= set(TABLES)
     for lang in wanted:
-        assert {"media", "attached", "deleted", "call", "location", "poll"} <= set(TABLES[lang]), lang
+        assert {"media", "attached", "deleted", "call", "location", "poll", "notice"} <= set(TABLES[lang]), lang
 
 
 @pytest.mark.parametrize("text", [
     "the part about sizes was omitted", "ok :)", "see it (now)", "location?", "my notes.txt (draft)",
     "POLL results tomorrow", "null and void", "https://example.com/maps", "I deleted this message already",
+    "the image omitted", "is the document omitted?", "check https://foursquare.com/v/123 later", "a <3 b",
 ])
 def test_real_messages_are_not_placeholders(text: str) -> None:
     assert placeholder_kind(text) is None
@@ -107,6 +132,15 @@ def test_real_messages_are_not_placeholders(text: str) -> None:
     ("IMG-20230101-WA0001.jpg (some tag in an unknown language)", "media"),
     ("‹Без медиафайлов›", "media"), ("You deleted this message.", "deleted"), ("image absente", "media"),
     ("Dokument weggelassen", "media"), ("Ortsangabe: https://maps.google.com/?q=1.0,2.0", "location"),
+    # issue 25: file names before the wording, any label language, old iOS and Android shapes
+    ("Notes.txt \u200edocument omitted", "media"), ("Budget.pdf • \u200e2 pages \u200edocument omitted", "media"),
+    ("Notes.txt \u200e<attached: 00000046-Notes.txt>", "media"),
+    ("\u200e<συνημμένο: 00000053-PHOTO-2022-03-27-21-53-30.jpg>", "media"),
+    ("< attached: 00000042-PHOTO-2020-06-07-15-13-20.jpg >", "media"),
+    ("2015-08-04-PHOTO-00004762.jpg <\u200eattached>", "media"),
+    ("\u200eAlex.vcf (файл добавлен)", "media"), ("TR.vcf (soubor byl přiložen)", "media"),
+    ("AUD-20190101-WA0000. (file attached)", "media"), ("أنت حذفت هذه الرسالة.", "deleted"),
+    ("Pimlico Gardens (London, United Kingdom): https://foursquare.com/v/4e89af95e5fa82ad4c0aa03b", "location"),
 ])
 def test_issue_examples(text: str, kind: str) -> None:
     assert placeholder_kind(text) == kind

@@ -345,6 +345,11 @@ def parse_input(path: str | Path, fmt: str | None = None) -> ParseResult:
                     raise sniff.error or InputError("empty file", path)
                 if sniff.is_binary:
                     raise InputError("binary file, not a chat export (unknown format)", path)
+                near = whatsapp.near_miss(sniff.text.replace("\r\n", "\n").replace("\r", "\n").split("\n"))
+                if near is not None:  # so that the user can report the style we missed
+                    raise InputError(f"unknown chat export format: this line looks like a message header but no "
+                                     f"reader understood it: {near[1][:80]!r} (please report it); use --format "
+                                     f"with one of: {', '.join(FORMAT_NAMES)}", path, near[0])
                 raise InputError(f"unknown chat export format; use --format with one of: {', '.join(FORMAT_NAMES)}",
                                  path)
             if parser.is_dir:

@@ -5,11 +5,18 @@ say them. The words live in one data table per language (`placeholder_tables/LAN
 own strings), loaded together, because one export can mix languages (a phone switched language, a
 group with members abroad). Besides the words, three language-free signals are used:
 
-- WhatsApp iOS starts every attachment/deleted line with U+200E (the WhatsApp parser sees it and
-  marks the message before this module is asked);
+- iOS attachments with media are `<label: 00000012-name.ext>` (an 8-digit counter and a file name),
+  whatever the label's language, and any file name may stand before them;
 - Android attachments are a file name WhatsApp generates (`IMG-20230101-WA0001.jpg`, `PTT-...opus`,
-  a `.vcf` card) followed by a tag in parentheses, whatever the tag's language;
-- a location is `label: https://maps.google.com/?q=...`, whatever the label's language.
+  `AUD-...WA0000.` without extension) followed by a tag in parentheses, whatever the tag's language;
+- a location is `label: https://maps.google.com/?q=...` (or a Foursquare venue link), whatever the
+  label's language.
+
+A placeholder is recognised by its localized wording at the END of the text, with any file name
+before it: iOS writes `Notes.txt \u200edocument omitted` and `Budget.pdf • \u200e2 pages
+\u200edocument omitted`, Android `Alex Kim.vcf (файл добавлен)`. The WhatsApp iOS mark before the
+wording decides nothing on its own: people start messages with marks too. `notice_kind(text)` knows
+the notices iOS writes under a person's name (encryption, security code changed).
 
 `placeholder_kind(text)` returns the fine kind ("media", "deleted", "call", "location", "view_once",
 "poll") or None; `coarse(kind)` maps it to "media" or "system", the two marks messages.jsonl keeps.
@@ -20,6 +27,7 @@ rejected by their first and last character).
 from __future__ import annotations
 
 import re
+import unicodedata
 from pathlib import Path
 from typing import Iterable
 
@@ -30,8 +38,10 @@ from ..messages import Message
 TABLES = Path(__file__).with_name("placeholder_tables")
 KINDS = ("media", "deleted", "call", "location", "view_once", "poll", "system")
 MEDIA_KINDS = frozenset({"media", "location", "view_once"})
-_KEYS = ("media", "attached", "attached_ios", "deleted", "call", "location", "view_once", "poll")
-_MARKS = "\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\ufeff"  # bidi marks WhatsApp adds
+_KEYS = ("media", "attached", "attached_ios", "deleted", "call", "location", "view_once", "poll", "notice")
+# Invisible marks phones put into exports: byte-order mark, LRM/RLM, bidi embeddings and isolates.
+MARKS = "\ufeff\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+_MARKS = MARKS
 _MARKS_RE = re.compile(f"[{_MARKS}]")
 
 
@@ -40,15 +50,25 @@ def strip_marks(text: str) -> str:
 
 # Android: "FILE (tag)". A name WhatsApp generates marks an attachment whatever the tag's language;
 # any other file name needs a known tag.
-_WA_NAME = re.compile(r"(?:IMG|VID|PTT|STK|DOC|AUD|GIF)-\d{8}-WA\d{3,}(?:\.\w{1,5})?")
+_WA_NAME = re.compile(r"(?:IMG|VID|PTT|STK|DOC|AUD|GIF)-\d{8}-WA\d{3,}(?:\.\w{0,5})?")
 _FILE_NAME = re.compile(r"[^\n]{0,200}\.\w{2,5}")
-_MAPS = re.compile(r"[^\n:]{1,40}: ?https?://(?:maps\.google\.[a-z.]+/|goo\.gl/maps/|maps\.app\.goo\.gl/)\S*")
+_MAPS = re.compile(r"[^\n:]{1,60}: ?https?://(?:maps\.google\.[a-z.]+/|goo\.gl/maps/|maps\.app\.goo\.gl/|"
+                   r"foursquare\.com/v/)\S*")
+# Android shares a place as "name\n(address\n)https://foursquare.com/v/...".
+_VENUE = re.compile(r"[^\n]{1,80}\n(?:[^\n]{1,120}\n)?https?://foursquare\.com/v/\S+")
+# iOS export with media: "<label: 00000012-name.ext>" in any label language, maybe after a file name.
+_IOS_ATTACHED = re.compile(r"(?:[^\n]{0,200}\s)?<\s?[^<>:\n]{1,40}: ?\d{6,10}-[^<>\n]{1,200}?\s?>")
+# What stands before a named attachment's wording: a file name ("Notes.txt", "Budget 2022.pdf • 2 pages").
+_NAMED_HEAD = re.compile(r"[^\n]{0,200}?\S\.\w{1,8}(?:\s•[^\n]{0,40})?")
 
 
 def norm(text: str) -> str:
-    """Matching key: bidi marks removed, outer space and one trailing '.' dropped, case-folded."""
+    """Matching key: bidi marks removed, composed (NFC: Hindi exports write ड़ both ways), outer space and
+    one trailing '.' or '。' dropped, case-folded."""
     t = strip_marks(text).strip()
-    if t.endswith("."):
+    if not t.isascii():
+        t = unicodedata.normalize("NFC", t)
+    if t.endswith((".", "。")):
         t = t[:-1].rstrip()
     return t.casefold()
 
@@ -75,10 +95,20 @@ class _Index:
         self.ios_labels: set[str] = set()  # norm("attached")
         self.loc_labels: set[str] = set()
         self.polls: set[str] = set()
+        self.notices: list[str] = []  # norm(notice fragment)
+        self.tails: set[str] = set()  # norm(media wording) that may follow a file name
+        self.tail_words: set[str] = set()  # last word of those, as written: a cheap pre-check
         for table in tables.values():
             for key, values in table.items():
                 for v in values:
                     n = norm(v)
+                    if key == "notice":
+                        self.notices.append(n)
+                        continue
+                    if key == "media" and n[:1] not in "<‹":
+                        self.tails.add(n)
+                        for w in (v.rsplit(None, 1)[-1], v.rsplit(None, 1)[-1].lower()):
+                            self.tail_words.update((w, w + "."))
                     if key == "attached":
                         self.tags.add(n)
                     elif key == "attached_ios":
@@ -89,8 +119,8 @@ class _Index:
                         if key == "location":
                             self.loc_labels.add(n)
                         self.normed[n] = key
-                        base = v.rstrip(".")
-                        for variant in (v, base, base + ".", base.lower(), base.capitalize()):
+                        base = v.rstrip(".。")
+                        for variant in (v, base, base + ".", base + "。", base.lower(), base.capitalize()):
                             self.exact[variant] = key
         # A placeholder not found as written has one of these first/last characters (marks, brackets,
         # spaces, a file tag's ")", a poll's ":"), a line break (polls) or a URL (locations).
@@ -108,8 +138,34 @@ def index() -> _Index:
     return _INDEX
 
 
-def placeholder_kind(text: str) -> str | None:
-    """The placeholder kind of a whole message text, or None for a real message."""
+def notice_kind(text: str) -> str | None:
+    """"system" when `text` holds a notice WhatsApp iOS writes under a person's name (end-to-end
+    encryption, security code changed), in any language of the tables; else None.
+
+    Fragments, not whole texts: the notices carry the contact's name ("Benとのセキュリティコードが変更
+    されました。") and grew longer over the years. Asked only about texts that start with a mark.
+    """
+    idx = _INDEX or index()
+    n = norm(text)
+    return "system" if any(f in n for f in idx.notices) else None
+
+
+def _named(text: str, idx: _Index) -> str | None:
+    """"media" for "<file name> <media wording>" ("Notes.txt document omitted"), else None."""
+    words = strip_marks(text).split()
+    for j in range(1, min(len(words), 7)):
+        tail = norm(" ".join(words[-j:]))
+        if tail in idx.tails and _NAMED_HEAD.fullmatch(" ".join(words[:-j])):
+            return "media"
+    return None
+
+
+def placeholder_kind(text: str, marked: bool = False) -> str | None:
+    """The placeholder kind of a whole message text, or None for a real message.
+
+    marked: the export put a mark before the text (WhatsApp iOS): the cheap rejection by first and
+    last character is skipped, so that wordings written in another Unicode form are found too.
+    """
     idx = _INDEX or index()
     kind = idx.exact.get(text)
     if kind is not None:
@@ -117,7 +173,10 @@ def placeholder_kind(text: str) -> str | None:
     if not text or len(text) > 400:
         return None
     first, last = text[0], text[-1]
-    if first not in idx.edges and last not in idx.edges and "\n" not in text and "://" not in text:
+    if (not marked and first not in idx.edges and last not in idx.edges and "\n" not in text
+            and "://" not in text):
+        if text[text.rfind(" ") + 1:] in idx.tail_words:
+            return _named(text, idx)
         return None
     head = text.split("\n", 1)[0]
     n = norm(head)
@@ -125,6 +184,12 @@ def placeholder_kind(text: str) -> str | None:
         kind = idx.normed.get(n)
         if kind is not None:
             return kind
+        if n.endswith(">") and _IOS_ATTACHED.fullmatch(strip_marks(head).strip()):
+            return "media"
+        if n.endswith(">") and " <" in n:  # old iOS: "2015-08-04-PHOTO-00004762.jpg <attached>"
+            name, _, label = strip_marks(head).strip()[:-1].rpartition(" <")
+            if norm(label) in idx.ios_labels and _FILE_NAME.fullmatch(name):
+                return "media"
         if n[:1] in "<‹" and n[-1:] in ">›":  # "<attached: X>", "<Médias omis>" with other brackets
             inner = n[1:-1].strip()
             kind = idx.normed.get("<" + inner + ">") or idx.normed.get(inner)
@@ -139,8 +204,12 @@ def placeholder_kind(text: str) -> str | None:
             return "media"
     if n.rstrip(":： ") in idx.polls and (head != text or n.endswith((":", "："))):
         return "poll"
-    if head == text and "://" in text and _MAPS.fullmatch(strip_marks(text).strip()):
-        return "location"
+    if "://" in text:
+        clean = strip_marks(text).strip()
+        if (head == text and _MAPS.fullmatch(clean)) or _VENUE.fullmatch(clean):
+            return "location"
+    if text[text.rfind(" ") + 1:] in idx.tail_words:
+        return _named(text, idx)
     return None
 
 
@@ -152,13 +221,14 @@ def mark(messages: Iterable[Message], done_sources: frozenset[str] = frozenset({
     must, to tell iOS system lines from attachments), skipped here.
     """
     idx = _INDEX or index()
-    exact, edges, kind_of = idx.exact, idx.edges, placeholder_kind
+    exact, edges, tails, kind_of = idx.exact, idx.edges, idx.tail_words, placeholder_kind
     for m in messages:
         if m.placeholder is not None or m.source in done_sources:
             continue
         text = m.text
         kind = exact.get(text)
-        if kind is None and text and (text[0] in edges or text[-1] in edges or "\n" in text or "://" in text):
+        if kind is None and text and (text[0] in edges or text[-1] in edges or "\n" in text or "://" in text
+                                      or text[text.rfind(" ") + 1:] in tails):
             kind = kind_of(text)
         if kind is not None:
             m.placeholder = kind

@@ -3,20 +3,30 @@
 A message starts on a line with a timestamp header; every other line continues the previous message.
 The header style depends on phone OS and locale, so one file is read like this:
 
-1. The first line that looks like any header fixes the file's *shape*: brackets (iOS) or ` - ` (Android),
-   date separator, year first / 2 / 4 digits, seconds, 12-hour clock. Lines with another shape are
-   continuations (a pasted `[1.2.2019, 00:00:00] x: y` inside a message is text, not a message).
-2. One regex compiled for that shape matches every line; nothing else runs per line except a split
-   on the first `": "`. Dates and times are kept as the raw strings (few distinct values) and
-   converted once each at the end.
-3. Day/month order is inferred from the whole file: a field > 12 settles it, then chronology (the
-   reading with fewer backward jumps wins), then locale hints; `--date-order` overrides it, and the
-   order chosen for each file (and why) is reported (DATE_DECISIONS).
+1. Invisible marks are normalised once, where a line is read: U+FEFF, LRM/RLM, the bidi embeddings and
+   isolates (U+202A-U+202E, U+2066-U+2069) are dropped from the header and no-break spaces in it
+   become spaces, so one regex per style matches however a phone sprinkled them (before the line,
+   after `[`, around every number of an Arabic date). Marks never cost more than a pass over the
+   line: nothing here is a regex quantifier over them (a line of 100k marks once took forever).
+2. The first line that looks like any header fixes the file's primary *style* (a `Shape`: brackets
+   or ` - `, date separator, year first / 2 / 4 digits / era, seconds, 12-hour clock, ...). A style
+   that heads at least MIN_STYLE_LINES other lines is taken too (a chat exported on one phone,
+   continued on another, files concatenated); a lone line of another style is a pasted quote, i.e.
+   text. Which styles a file mixes is reported (DATE_DECISIONS).
+3. Dates and times are kept as raw strings (few distinct values) and converted once each at the end.
+   Day/month order is inferred per style from the whole file: a field > 12 settles it, then
+   chronology, then locale hints; `--date-order` overrides it.
+4. iOS marks attachments, deleted messages and notices with a mark at the start of the text, but a
+   person may start a message with one too, so the mark alone decides nothing: the localized
+   wording (placeholder tables, with any file name before it) makes a placeholder, the notice table
+   makes a notice, and a "sender" that never writes one unmarked line is the group's own name
+   (iOS writes group events as `<group>: \u200eX added Y`). Everything else is a real message.
 
 Locales seen: iOS and Android, `/ . -` and `13. 6. 2018.` dates, 2/4-digit years, Thai Buddhist-era
-years (2565 = 2022), Japanese era dates (R4/03/27), Eastern Arabic digits with U+200F marks and the
-Arabic comma (م/ص = PM/AM), `a. m.`/`p. m.`, dotted times (21.41.35, 01.55 PM), the time first
-(`[21:41:35, 3/27/22]`), `à`/`klo` between date and time, and `: `/`; ` after the time.
+years (`2565`, `3/27/2565 BE`), Japanese era dates (`R4/03/27`, `3/27/R4`), Eastern Arabic digits with
+U+200F marks and the Arabic comma (م/ص = PM/AM), `a. m.`/`p. m.`, dotted times (21.41.35, 01.55 PM),
+the time first (`[21:41:35, 3/27/22]`), `à`/`klo` between date and time, and `: `/`; `/nothing
+(after `13. 6. 2018.`) before the sender.
 
 Why this shape: exports of 1M messages are common for long-running chats; this parses them in a few
 seconds and keeps only the messages in memory.
@@ -36,111 +46,177 @@ from typing import Callable, Iterable, Iterator, NamedTuple
 from ..errors import InputError
 from ..messages import Message
 from .base import Parser, Sniff, iter_lines
-from .placeholders import MEDIA_KINDS, placeholder_kind
+from .placeholders import MARKS, MEDIA_KINDS, notice_kind, placeholder_kind
 from .placeholders import index as placeholder_index
 
 SOURCE = "whatsapp_txt"
+RLM = "\u200f"  # RIGHT-TO-LEFT MARK: the same in Arabic and Hebrew exports
 LRM = "\u200e"   # LEFT-TO-RIGHT MARK: starts iOS media/system lines; removed from senders and texts
+BOM = "\ufeff"  # a byte-order mark inside the text is never meant: removed from texts
 NNBSP = "\u202f"  # NARROW NO-BREAK SPACE: before AM/PM since 2023
+MARK_SET = frozenset(MARKS)
+# Header normalisation: marks dropped (one C-level pass over <= HEAD_CHARS characters, only on the lines
+# that have one). No-break spaces stay: the header regexes accept them wherever a space may be.
+_HEAD_TABLE = str.maketrans(dict.fromkeys(MARKS))
+_NEEDS_NORM = re.compile(f"[{MARKS}]")
+_SENDER_TABLE = str.maketrans({**dict.fromkeys(MARKS), "\u00a0": " ", NNBSP: " "})
+_SP = "[ \u00a0\u202f]"  # a space in a header: plain, no-break or narrow no-break
+HEAD_CHARS = 160  # a header is at most ~50 visible characters; marks beyond this are not a header
+MIN_STYLE_LINES = 3  # a second header style counts when it heads this many lines
 
-# 12-hour marker: "PM", "pm", "\u202fPM", "a. m.", "p. m.", Arabic "م"/"ص", German "nachm."/"vorm."
-_AMPM = r"(?:[ \u202f\u00a0]?(?:[AaPp]\.?[ \u202f\u00a0]?[Mm]\.?|[\u0645\u0635]|vorm\.|nachm\.))"
+# 12-hour marker: "PM", "pm", "\u202fPM", "a. m.", "p.\u00a0m.", Arabic "م"/"ص", German "nachm."/"vorm."
+_AMPM = rf"(?:{_SP}?(?:[AaPp]\.?{_SP}?[Mm]\.?|[\u0645\u0635]|vorm\.|nachm\.))"
 _PM_MARKS = ("p", "\u0645", "nachm")
-_BIDI = "[\u200e\u200f]*"  # LRM/RLM: Arabic and Hebrew exports put them around the fields
+_ERA = "RHS"  # Japanese eras: Reiwa (2019-), Heisei (1989-2019), Showa (1926-1989)
+_ERA_BASE = {"R": 2018, "H": 1988, "S": 1925}
 
-# Any header, to find the first one and learn the file's shape. `\d` also matches Eastern Arabic
-# digits (٠-٩), which int() reads. Dates: "31/12/2023", "31.12.23", "13. 6. 2018.", "2019-01-31",
-# Japanese era "R4/03/27"; times "21:05", "21.41.35", "01.55 PM"; between them ", ", " ", "، ",
-# " à ", " klo ", " - "; after them "] " (iOS), " - " (Android, also with two spaces), ": " or "; "
-# (old iOS and some Android builds). iOS may also write the time first: "[21:41:35, 3/27/22] ".
-_DATE_P = (r"(?P<date>(?P<era>[RH])?(?P<a>\d{1,4})\u200f?(?P<dsep>\. ?|[/-])(?P<b>\d{1,2})\u200f?(?P=dsep)"
-           r"(?P<c>\d{1,4})(?P<dend>\.)?)")
+# Any header (on a normalised line), to find the first one and learn the file's styles. `\d` also
+# matches Eastern Arabic digits, which int() reads. Dates: "31/12/2023", "31.12.23", "13. 6. 2018.",
+# "2019-01-31", "3/27/2565 BE", era "R4/03/27" or "3/27/R4"; times "21:05", "21.41.35", "01.55 PM";
+# between them ", ", " ", "، ", " à ", " klo ", " - "; after them "] " (iOS), " - " (Android, also
+# with two spaces or an en dash), ": " or "; ", or just " " after a "13. 6. 2018." date.
+_DATE_P = (r"(?P<date>(?P<era>[RHS])?(?P<a>\d{1,4})(?P<dsep>\. ?|[/-])(?P<b>\d{1,2})(?P=dsep)"
+           r"(?P<era2>[RHS])?(?P<c>\d{1,4})(?P<dend>\.)?(?P<be> BE)?)")
 _TIME_P = r"(?P<time>\d{1,2}(?P<tsep>[:.])\d{2}(?P<sec>(?P=tsep)\d{2})?(?P<ampm>" + _AMPM + r")?)"
 _PROBE = re.compile(
-    r"\u200e*(?P<br>\[)?" + _BIDI + _DATE_P + _BIDI + r"(?P<dts>,? |\u060c ?| \u00e0 | klo | - )" + _BIDI
-    + _TIME_P + _BIDI + r"(?P<end>(?(br)\] |(?: {1,2}[-\u2013] |: |; )))")
-_PROBE_TIME_FIRST = re.compile(r"\u200e*\[" + _BIDI + _TIME_P + r", " + _BIDI + _DATE_P + _BIDI + r"\] ")
+    r"(?P<br>\[)?" + _DATE_P + r"(?P<dts>,? |\u060c ?| \u00e0 | klo | - )" + _TIME_P
+    + r"(?P<end>(?(br)\] |(?: {1,2}[-\u2013] |: |; |(?(dend) (?![-\u2013:;] )|(?!)))))")
+_PROBE_NB = str.maketrans({"\u00a0": " ", NNBSP: " "})  # the probe reads plain spaces
+_PROBE_TIME_FIRST = re.compile(r"\[" + _TIME_P + r", " + _DATE_P + r"\] ")
+# Looks like the start of a header (date, then a time within a few characters): what the one-line
+# error quotes when a file is not read, so that the user can report the style we missed.
+_LOOSE = re.compile(r"\W{0,3}\d{1,4}[^\n]{0,24}?\d{1,2}[:.]\d{2}")
 
 _DIGITS = re.compile(r"\d+")
 
 
 class Shape(NamedTuple):
-    """What one file's headers look like; all headers of a file must have the same shape."""
+    """What the headers of one style look like."""
 
     ios: bool  # "[date, time] Name: text" (else Android "date, time - Name: text")
     sep: str  # date separator: "/", ".", "-" or ". " ("13. 6. 2018.")
     year_first: bool  # 2019/01/31 (and Japanese era dates R4/03/27)
-    year_digits: int  # 2 or 4 (0 for an era year)
+    year_digits: int  # 2 or 4 (0 for an era year: "R4/03/27", or "3/27/R4" when not year_first)
     seconds: bool
     twelve_hour: bool
     time_sep: str = ":"  # ":" or "." ("21.41.35")
-    date_end: str = ""  # "." after the year ("13. 6. 2018.")
+    date_end: str = ""  # after the year: "." ("13. 6. 2018."), " BE" (Buddhist era), ". BE"
     between: str = ", "  # between date and time: ", ", " ", "، ", " à ", " klo ", " - "
-    end: str = " - "  # after the header: "] ", " - ", ": ", "; "
+    end: str = " - "  # after the header: "] ", " - ", ": ", "; ", " "
     time_first: bool = False  # "[21:41:35, 3/27/22] "
-    bidi: bool = False  # LRM/RLM marks around the fields
 
 
 def _shape_of(m: re.Match, time_first: bool = False) -> Shape | None:
     """The shape of a probe match, or None when its digit counts fit no real date layout."""
     g = m.groupdict()
     first, last = g["a"], g["c"]
-    if g["era"]:
+    if g["era"] and g["era2"]:
+        return None
+    if g["era"] or g["era2"]:
         if len(first) > 2 or len(last) > 2:
             return None
-        year_first, year_digits = True, 0
+        year_first, year_digits = bool(g["era"]), 0
     elif len(first) == 4 and len(last) <= 2:
         year_first, year_digits = True, 4
     elif len(first) <= 2 and len(last) in (2, 4):
         year_first, year_digits = False, len(last)
     else:
         return None
-    line = m.group(0)
-    bidi = "\u200f" in line or "\u200e" in line.lstrip("\u200e")
+    date_end = (g["dend"] or "") + (g["be"] or "")
+    if g["be"] and (year_digits != 4 or year_first):
+        return None
     if time_first:
         return Shape(True, g["dsep"], year_first, year_digits, g["sec"] is not None, g["ampm"] is not None,
-                     g["tsep"], g["dend"] or "", ", ", "] ", True, bidi)
+                     g["tsep"], date_end, ", ", "] ", True)
     ios = g["br"] is not None
     end = "] " if ios else (" - " if g["end"].strip() in ("-", "\u2013") else g["end"])
     return Shape(ios, g["dsep"], year_first, year_digits, g["sec"] is not None, g["ampm"] is not None,
-                 g["tsep"], g["dend"] or "", g["dts"], end, False, bidi)
+                 g["tsep"], date_end, g["dts"], end, False)
 
 
 @lru_cache(maxsize=64)
 def header_regex(shape: Shape) -> re.Pattern:
-    """The one regex for all headers of a file. Groups: leading U+200E, raw date, raw time, rest of line
-    (raw time before raw date for `time_first` shapes)."""
-    s = ("\u200f?" if shape.bidi else "") + re.escape(shape.sep)
-    if shape.year_first:
-        year = r"[RH]\d{1,2}" if shape.year_digits == 0 else r"\d{4}"
-        date_rx = rf"{year}{s}\d{{1,2}}{s}\d{{1,2}}"
+    """The regex of one style's headers, matched against a normalised line. Groups: raw date, raw time
+    (raw time first for `time_first` styles); the match ends where the sender starts."""
+    s = re.escape(shape.sep)
+    if shape.year_digits == 0:
+        date_rx = (rf"[{_ERA}]\d{{1,2}}{s}\d{{1,2}}{s}\d{{1,2}}" if shape.year_first
+                   else rf"\d{{1,2}}{s}\d{{1,2}}{s}[{_ERA}]\d{{1,2}}")
+    elif shape.year_first:
+        date_rx = rf"\d{{4}}{s}\d{{1,2}}{s}\d{{1,2}}"
     else:
         date_rx = rf"\d{{1,2}}{s}\d{{1,2}}{s}\d{{{shape.year_digits}}}"
     date_rx += re.escape(shape.date_end)
     t = re.escape(shape.time_sep)
     time_rx = rf"\d{{1,2}}{t}\d{{2}}" + (rf"{t}\d{{2}}" if shape.seconds else "") + (
         _AMPM if shape.twelve_hour else "")
-    b = _BIDI if shape.bidi else ""
     if shape.time_first:
-        return re.compile(rf"(\u200e*)\[{b}({time_rx}), {b}({date_rx}){b}\] (.*)", re.DOTALL)
-    lead = rf"(\u200e*){b}"
-    between = ",? " if shape.between in (", ", " ") else re.escape(shape.between)
+        return re.compile(rf"\[({time_rx}), ({date_rx})\] ")
+    between = f",?{_SP}" if shape.between in (", ", " ") else re.escape(shape.between)
     if shape.ios:
-        head = rf"(\u200e*)\[{b}({date_rx}){b}{between}{b}({time_rx}){b}\] "
-    elif shape.end.strip() == "-":
-        head = rf"{lead}({date_rx}){b}{between}{b}({time_rx}){b} {{1,2}}[-\u2013] "
-    else:
-        head = rf"{lead}({date_rx}){b}{between}{b}({time_rx}){b}{re.escape(shape.end)}"
-    return re.compile(head + "(.*)", re.DOTALL)
+        return re.compile(rf"\[({date_rx}){between}({time_rx})\] ")
+    if shape.end.strip() == "-":
+        return re.compile(rf"({date_rx}){between}({time_rx}) {{1,2}}[-\u2013] ")
+    if shape.end == " ":
+        return re.compile(rf"({date_rx}){between}({time_rx}) (?![-\u2013:;] )")
+    return re.compile(rf"({date_rx}){between}({time_rx}){re.escape(shape.end)}")
+
+
+def _start_of_header(line: str) -> str | None:
+    """`line` without its leading marks when it could start a header ("[", a digit, an era letter)."""
+    if line and line[0] in MARK_SET:
+        line = line.lstrip(MARKS)
+    c = line[:1]
+    if c == "[" or c.isdigit() or (c in _ERA and c != ""):
+        return line
+    return None
+
+
+def _normalised_head(s: str) -> tuple[str, bool]:
+    """The first HEAD_CHARS characters of `s` with marks dropped, and whether anything was dropped
+    (then header positions must be mapped back to `s`)."""
+    head = s[:HEAD_CHARS]
+    if _NEEDS_NORM.search(head) is None:
+        return head, False
+    norm = head.translate(_HEAD_TABLE)
+    return norm, len(norm) != len(head)
+
+
+def _orig_end(s: str, end: int) -> int:
+    """Index in `s` just after its `end`-th character that is not a mark."""
+    kept = 0
+    for i, ch in enumerate(s):
+        if kept == end:
+            return i
+        if ch not in MARK_SET:
+            kept += 1
+    return len(s)
 
 
 def find_shape(line: str) -> Shape | None:
     """The header shape of `line`, or None if it is not a WhatsApp header."""
-    m = _PROBE.match(line)
+    s = _start_of_header(line)
+    if s is None:
+        return None
+    head = _normalised_head(s)[0].translate(_PROBE_NB)
+    m = _PROBE.match(head)
     if m is not None:
         return _shape_of(m)
-    m = _PROBE_TIME_FIRST.match(line)
+    m = _PROBE_TIME_FIRST.match(head)
     return _shape_of(m, time_first=True) if m is not None else None
+
+
+def near_miss(lines: Iterable[str]) -> tuple[int, str] | None:
+    """(line number, line) of the first line that looks like a message header but no WhatsApp style
+    reads, for the one-line error of a file that is not read."""
+    for n, line in enumerate(lines, 1):
+        s = _start_of_header(line)
+        if s is None:
+            continue
+        head = _normalised_head(s)[0].translate(_PROBE_NB)
+        if _LOOSE.match(head) and find_shape(line) is None:
+            return n, line
+    return None
 
 
 # ---------------------------------------------------------------------------------------------- detect
@@ -152,16 +228,45 @@ def _detect(sniff: Sniff) -> bool:
     further down would let a header-like line inside another format's first message claim the file.
     Multi-line messages make many lines continuations, so "most lines" would be too strict.
     """
-    lines = sniff.lines
+    lines = [ln for ln in sniff.lines if ln.strip(MARKS).strip()]  # a line of marks only is blank
     shape = find_shape(lines[0]) if lines else None
     if shape is None:
         return False
-    match = header_regex(shape).match
-    hits = sum(1 for line in lines if match(line))
+    style = _Style(shape, 0, 1, lines[0])
+    hits = sum(1 for line in lines if style.split(line) is not None)
     return hits * 5 >= len(lines)
 
 
 # ----------------------------------------------------------------------------------------------- parse
+
+class _Style:
+    """One header style of a file, compiled: `split(line)` -> (raw date, raw time, rest) or None."""
+
+    __slots__ = ("shape", "match", "index", "first_line", "example", "twelve", "time_first", "lines")
+
+    def __init__(self, shape: Shape, index: int, first_line: int, example: str):
+        self.shape, self.index, self.first_line = shape, index, first_line
+        self.match = header_regex(shape).match
+        head = _normalised_head(example.lstrip(MARKS))[0]
+        m = self.match(head)
+        self.example = head[:m.end()] if m is not None else ""  # the header only: no names, no text
+        self.twelve, self.time_first = shape.twelve_hour, shape.time_first
+        self.lines = 0
+
+    def split(self, line: str) -> tuple[str, str, str] | None:
+        s = _start_of_header(line)
+        if s is None:
+            return None
+        head, dropped = _normalised_head(s)
+        m = self.match(head)
+        if m is None:
+            return None
+        end = m.end()
+        rest = s[_orig_end(s, end):] if dropped else s[end:]
+        if self.time_first:
+            return m.group(2), m.group(1), rest
+        return m.group(1), m.group(2), rest
+
 
 def _time_part(raw: str, twelve_hour: bool) -> str | None:
     """"9:05:07 PM" -> "T21:05:07" ("T..:..:00" without seconds); None if out of range.
@@ -179,16 +284,31 @@ def _time_part(raw: str, twelve_hour: bool) -> str | None:
 
 
 def _parse(path: Path) -> list[Message]:
-    """Find the first header (it fixes the file's shape), then hand the rest to the single pass."""
-    lines = iter_lines(path)
+    """Find the first header (it fixes the primary style), read the file once with it, and once more
+    when other styles head enough lines to be the file's own."""
     lineno = 0
-    for line in lines:
+    for line in iter_lines(path):
         lineno += 1
         shape = find_shape(line)
         if shape is not None:
-            with no_gc():
-                return _parse_lines(path, itertools.chain([line], lines), lineno, shape)
-    raise InputError("no WhatsApp message header (like '31/12/2023, 21:05 - Name: text') found", path)
+            break
+    else:
+        near = near_miss(iter_lines(path))
+        hint = (f"; line {near[0]} looks like one but was not understood: {near[1][:80]!r} (please report "
+                "this style)") if near else ""
+        raise InputError("no WhatsApp message header (like '31/12/2023, 21:05 - Name: text') found" + hint, path,
+                         near[0] if near else None)
+    styles = [_Style(shape, 0, lineno, line)]
+    decisions: list[tuple[str, str, str]] = []
+    with no_gc():
+        msgs, others = _parse_lines(path, styles, decisions)
+        extra = [(first, shape, ex) for shape, (count, first, ex) in others.items() if count >= MIN_STYLE_LINES]
+        if extra:
+            styles += [_Style(shape, i + 1, first, ex) for i, (first, shape, ex) in enumerate(sorted(extra))]
+            decisions.clear()
+            msgs, _ = _parse_lines(path, styles, decisions)
+    DATE_DECISIONS.extend(decisions)
+    return msgs
 
 
 @contextmanager
@@ -207,47 +327,86 @@ def no_gc() -> Iterator[None]:
             gc.enable()
 
 
-def _parse_lines(path: Path, lines: Iterator[str], lineno: int, shape: Shape) -> list[Message]:
-    """The single pass over all lines, starting at the first header (line `lineno`).
+def _clean_text(text: str) -> str:
+    if text and text[0] in MARK_SET:
+        text = text.lstrip(MARKS)
+    if LRM in text:
+        text = text.replace(LRM, "")
+    if BOM in text:
+        text = text.replace(BOM, "")
+    return text
 
-    Timestamps are first stored as the time part only; `_fill_dates` prefixes the dates once the
-    day/month order of the whole file is known.
+
+def _parse_lines(path: Path, styles: list[_Style], decisions: list[tuple[str, str, str]]
+                 ) -> tuple[list[Message], dict[Shape, list]]:
+    """The single pass over all lines with the given styles (primary first).
+
+    Returns the messages and, for every other style that some non-header line shows, [count, first
+    line, example]. Timestamps are first stored as the time part only; `_fill_dates` prefixes the
+    dates once the day/month order of each style is known.
     """
-    match = header_regex(shape).match
     idx = placeholder_index()
-    exact, edges = idx.exact, idx.edges
-    twelve, ios, time_first = shape.twelve_hour, shape.ios, shape.time_first
+    exact, edges, tail_words = idx.exact, idx.edges, idx.tail_words
+    known = {s.shape for s in styles}
+    for st in styles:
+        st.lines = 0
+    primary = styles[0]
+    fast = primary.match
     msgs: list[Message] = []
     append = msgs.append
     senders: dict[str, str] = {}  # raw -> cleaned, and one string object per sender
-    times: dict[str, str] = {}  # raw time -> "THH:MM:SS"
-    dates: dict[str, int] = {}  # raw date -> line it first appears on
-    runs: list[tuple[str, int]] = []  # (raw date, index of the first message after it changed)
-    cur_date = None
+    times: dict[str, str] = {}  # raw time -> "THH:MM:SS" (12-hour raw times always carry their marker)
+    dates: list[dict[str, int]] = [{} for _ in styles]  # per style: raw date -> line it first appears on
+    runs: list[tuple[int, str, int]] = []  # (style, raw date, index of the first message after it changed)
+    others: dict[Shape, list] = {}
+    marked: list[int] = []  # indexes of iOS messages whose only sign of being a notice is a leading mark
+    cur_raw: str | None = None
+    cur_style: _Style | None = None
     cur: Message | None = None  # message being continued; None after a system line
     cont: list[str] = []
-    lineno -= 1
+    lines = iter_lines(path)
+    for _ in itertools.islice(lines, primary.first_line - 1):
+        pass
+    lineno = primary.first_line - 1
     for line in lines:
         lineno += 1
-        m = match(line)
-        if m is None:
+        m = fast(line)  # the common line: primary style, no marks
+        if m is not None:
+            style = primary
+            end = m.end()
+            parts = (m.group(2), m.group(1), line[end:]) if primary.time_first else (
+                m.group(1), m.group(2), line[end:])
+        else:
+            parts = style = None
+            for st in styles:
+                parts = st.split(line)
+                if parts is not None:
+                    style = st
+                    break
+        if parts is None:
             cont.append(line)
+            if line and (line[0] in "[0123456789" or line[0] in MARK_SET or line[0].isdigit()):
+                shape = find_shape(line)
+                if shape is not None and shape not in known:
+                    seen = others.get(shape)
+                    if seen is None:
+                        others[shape] = [1, lineno, line]
+                    else:
+                        seen[0] += 1
             continue
         if cont:
             if cur is not None:
                 _append_lines(cur, cont)
             cont = []
-        if time_first:
-            lrm, raw_time, raw_date, rest = m.groups()
-        else:
-            lrm, raw_date, raw_time, rest = m.groups()
-        if raw_date != cur_date:
-            cur_date = raw_date
-            dates.setdefault(raw_date, lineno)
-            runs.append((raw_date, len(msgs)))
+        raw_date, raw_time, rest = parts
+        style.lines += 1
+        if raw_date != cur_raw or style is not cur_style:
+            cur_raw, cur_style = raw_date, style
+            dates[style.index].setdefault(raw_date, lineno)
+            runs.append((style.index, raw_date, len(msgs)))
         t = times.get(raw_time)
         if t is None:
-            t = _time_part(raw_time, twelve)
+            t = _time_part(raw_time.translate(_PROBE_NB), style.twelve)
             if t is None:
                 raise InputError(f"invalid time {raw_time!r} in a WhatsApp header", path, lineno)
             times[raw_time] = t
@@ -259,38 +418,48 @@ def _parse_lines(path: Path, lines: Iterator[str], lineno: int, shape: Shape) ->
         else:  # Android system line: "X added Y", "Messages and calls are end-to-end encrypted..."
             cur = None
             continue
+        lead_mark = bool(text) and text[0] in MARK_SET
+        had_mark = lead_mark or LRM in text or BOM in text or RLM in text
+        if had_mark:
+            text = _clean_text(text)
         kind = exact.get(text)
-        if kind is None and text and (text[0] in edges or text[-1] in edges or "://" in text):
-            kind = placeholder_kind(text)
-        if LRM in text:
-            # iOS starts the text of every attachment, deleted message and system line with U+200E, in
-            # every language. The line itself starts with U+200E for attachments and deleted messages
-            # (they have a real sender); group events ("<group name>: \u200eX added Y") do not, and
-            # are no messages at all (after a rename the "sender" is the new group name).
-            if ios and text.startswith(LRM):
-                clean = text.replace(LRM, "")
-                kind = kind or placeholder_kind(clean)
-                if not lrm and kind is None:
-                    cur = None
-                    continue
-                kind = kind or "media"
-            text = text.replace(LRM, "")
+        # iOS puts a mark before the wording of a named attachment: "Notes.txt \u200edocument omitted"
+        if kind is None and text and (lead_mark or text[0] in edges or text[-1] in edges or "://" in text
+                                      or (had_mark and text[text.rfind(" ") + 1:] in tail_words)):
+            kind = placeholder_kind(text, lead_mark)
         sender = senders.get(raw_sender)
         if sender is None:
-            sender = senders[raw_sender] = raw_sender.replace(LRM, "").replace("\u200f", "").strip()
+            sender = senders[raw_sender] = raw_sender.translate(_SENDER_TABLE).strip()
+        if lead_mark and kind is None and style.shape.ios:
+            if notice_kind(text) is not None:  # "Messages and calls are end-to-end encrypted", security code
+                cur = None
+                continue
+            marked.append(len(msgs))
         cur = Message(sender, text, t, "", SOURCE, kind in MEDIA_KINDS, kind)
         append(cur)
     if cont and cur is not None:
         _append_lines(cur, cont)
-    _fill_dates(path, msgs, dates, runs, shape, times)
-    return msgs
+    _fill_dates(path, msgs, dates, runs, styles, times, decisions)
+    if marked:  # real people write at least one line without a leading mark (or a placeholder)
+        flagged = set(marked)
+        persons = {m.sender for i, m in enumerate(msgs) if i not in flagged}
+        group = {i for i in marked if msgs[i].sender not in persons}
+        if group:  # the group's own notices ("<group>: \u200eX added Y"); their continuation lines go too
+            msgs = [m for i, m in enumerate(msgs) if i not in group]
+    return msgs, others
 
 
 def _append_lines(msg: Message, cont: list[str]) -> None:
-    more = "\n".join(cont)
+    more = "\n".join([_clean_text(c) if c and c[0] in MARK_SET else c for c in cont])
     if LRM in more:
         more = more.replace(LRM, "")
+    if BOM in more:
+        more = more.replace(BOM, "")
     msg.text = msg.text + "\n" + more
+    if msg.placeholder is None and "://" in more:  # Android venue: "name\naddress\nhttps://foursquare.com/v/..."
+        kind = placeholder_kind(msg.text)
+        if kind is not None:
+            msg.placeholder, msg.media = kind, kind in MEDIA_KINDS
 
 
 # ----------------------------------------------------------------------------------------------- dates
@@ -338,9 +507,10 @@ def _infer_order(parsed: dict[str, tuple[int, int, int]], runs: list[tuple[str, 
 
 def _year(y: int, raw: str) -> int:
     """Full year: 2-digit years are 20xx, Thai Buddhist-era years (2565) are 543 ahead, and Japanese
-    era years count from the era (R1 = 2019, H1 = 1989)."""
-    if raw[:1] in "RH" and not raw[:1].isdigit():
-        return y + (2018 if raw[0] == "R" else 1988)
+    era years count from the era (R1 = 2019, H1 = 1989, S1 = 1926)."""
+    for era in _ERA:
+        if era in raw:
+            return y + _ERA_BASE[era]
     if y < 100:
         return y + 2000
     if y >= 2400:
@@ -348,31 +518,50 @@ def _year(y: int, raw: str) -> int:
     return y
 
 
-def _fill_dates(path: Path, msgs: list[Message], dates: dict[str, int], runs: list[tuple[str, int]],
-                shape: Shape, raw_times: Iterable[str] = ()) -> None:
-    """Convert each distinct raw date once, then prefix it to the time part of its messages."""
-    parsed = {raw: tuple(int(x) for x in _DIGITS.findall(raw)) for raw in dates}
-    if shape.year_first:
-        order, why = "ymd", "year first"
-    elif DATE_ORDER in ("dmy", "mdy", "ymd"):
-        order, why = DATE_ORDER, "--date-order"
-    else:
-        order, why = _infer_order(parsed, runs, shape, raw_times)
-    DATE_DECISIONS.append((str(path), order, why))
-    iso: dict[str, str] = {}
-    for raw, (a, b, c) in parsed.items():
-        y, mo, d = (a, b, c) if order == "ymd" else (c, b, a) if order == "dmy" else (c, a, b)
-        y = _year(y, raw)
-        if not (1 <= mo <= 12 and 1 <= d <= 31 and 1 <= y <= 9998) or d > _days_in_month(y, mo):
-            raise InputError(f"invalid date {raw!r} (the file's dates read as {order.upper()}; "
-                             f"override with --date-order dmy|mdy|ymd)", path, dates[raw])
-        iso[raw] = f"{y:04d}-{mo:02d}-{d:02d}"
-    ends = [start for _, start in runs[1:]] + [len(msgs)]
-    for (raw, start), end in zip(runs, ends):
-        day = iso[raw]
+def _fill_dates(path: Path, msgs: list[Message], dates: list[dict[str, int]], runs: list[tuple[int, str, int]],
+                styles: list[_Style], raw_times: Iterable[str], decisions: list[tuple[str, str, str]]) -> None:
+    """Convert each distinct raw date once per style, then prefix it to the time part of its messages;
+    the order chosen for each style (and why) goes to `decisions`."""
+    iso: list[dict[str, str]] = []
+    used = [s for s in styles if s.lines]
+    for style in styles:
+        style_dates = dates[style.index]
+        parsed = {raw: tuple(int(x) for x in _DIGITS.findall(raw)) for raw in style_dates}
+        style_runs = [(raw, start) for si, raw, start in runs if si == style.index]
+        shape = style.shape
+        if not parsed:
+            iso.append({})
+            continue
+        if shape.year_first:
+            order, why = "ymd", "year first"
+        elif DATE_ORDER in ("dmy", "mdy", "ymd"):
+            order, why = DATE_ORDER, "--date-order"
+        else:
+            style_times = [t.translate(_PROBE_NB) for t in raw_times
+                           if (_AMPM_RE.search(t) is not None) == shape.twelve_hour]
+            order, why = _infer_order(parsed, style_runs, shape, style_times)
+        if len(used) > 1:
+            why = (f"{why}; the file mixes {len(used)} header styles, this one from line {style.first_line} "
+                   f"({style.example!r}, {style.lines} messages)")
+        decisions.append((str(path), order, why))
+        conv: dict[str, str] = {}
+        for raw, (a, b, c) in parsed.items():
+            y, mo, d = (a, b, c) if order == "ymd" else (c, b, a) if order == "dmy" else (c, a, b)
+            y = _year(y, raw)
+            if not (1 <= mo <= 12 and 1 <= d <= 31 and 1 <= y <= 9998) or d > _days_in_month(y, mo):
+                raise InputError(f"invalid date {raw!r} (the file's dates read as {order.upper()}; "
+                                 f"override with --date-order dmy|mdy|ymd)", path, style_dates[raw])
+            conv[raw] = f"{y:04d}-{mo:02d}-{d:02d}"
+        iso.append(conv)
+    ends = [start for _, _, start in runs[1:]] + [len(msgs)]
+    for (si, raw, start), end in zip(runs, ends):
+        day = iso[si][raw]
         for i in range(start, end):
             m = msgs[i]
             m.timestamp = day + m.timestamp
+
+
+_AMPM_RE = re.compile(_AMPM + "$")
 
 
 def _days_in_month(y: int, mo: int) -> int:
