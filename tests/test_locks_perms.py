@@ -334,3 +334,18 @@ def test_n_head_zero_in_a_checkpoint_is_one_line_for_sampling(data_dir, tiny_ckp
                                         "device=cpu"], capsys)
     assert rc == 2 and err == [f"error: {path}: checkpoint model_args: n_head=0 is not a whole number in "
                                f"[1, 1048576]"], err
+
+
+def test_tiny_gpt_export_is_private(data_dir, tiny_ckpt, tmp_path, capsys):
+    import train_tiny_gpt
+
+    old = os.umask(0o022)
+    try:
+        rc, err = cli(train_tiny_gpt.main, ["--config", "tiny_gpt_config.yaml", "--export-hf", str(tmp_path / "e" / "hf"),
+                                            "--checkpoint", str(tiny_ckpt / "last.pt"), "device=cpu"], capsys)
+    finally:
+        os.umask(old)
+    assert rc == 0, err
+    m = modes(tmp_path / "e")
+    assert "e/hf/config.json" in m and "e/hf/model.safetensors" in m
+    assert {k: oct(v) for k, v in m.items() if v != (0o700 if (tmp_path / k).is_dir() else 0o600)} == {}
