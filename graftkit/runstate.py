@@ -3,8 +3,10 @@
 Why one module: train_tiny_gpt.py and train_lora.py must behave the same when
 - the machine is taken away: Colab, Kaggle, spot/preemptible VMs, `docker stop`, `timeout` and a closed
   terminal send SIGTERM or SIGHUP, not Ctrl-C. Each is treated like Ctrl-C: finish the step, save,
-  exit with 128 + the signal's number (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP); a second signal stops at
-  once. A signal ignored when the run starts (`nohup` ignores SIGHUP) stays ignored;
+  exit with 128 + the signal's number (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP). A second Ctrl-C stops at
+  once; a repeated SIGTERM / SIGHUP does not (torchrun sends SIGTERM twice within milliseconds, and the
+  hard stop of a scheduler is SIGKILL anyway). A signal ignored when the run starts (`nohup` ignores
+  SIGHUP) stays ignored;
 - a second notebook cell or terminal starts a run on the same output folder: the second stops with one
   line naming the first's pid, instead of both writing the same checkpoints and metrics by turns;
 - the output folder cannot be created (a read-only file system such as /kaggle/input): one line;
@@ -71,7 +73,7 @@ class _QuietStream:
 
 @contextlib.contextmanager
 def on_stop_signal(request: Callable[[int], None]) -> Iterator[None]:
-    """Call `request(signum)` on the first SIGINT / SIGTERM / SIGHUP; raise Stopped on the second.
+    """Call `request(signum)` on the first SIGINT / SIGTERM / SIGHUP; raise Stopped on a second Ctrl-C.
 
     Outside the main thread (where Python cannot install handlers) nothing is installed. After SIGHUP,
     stdout and stderr no longer raise on a lost terminal.
@@ -83,11 +85,16 @@ def on_stop_signal(request: Callable[[int], None]) -> Iterator[None]:
 
     def handler(signum, frame):
         if seen:
-            raise Stopped(signum)
+            if signum == signal.SIGINT:
+                raise Stopped(signum)
+            return  # already saving and stopping
         seen.append(signum)
         if signum == getattr(signal, "SIGHUP", None):
             sys.stdout, sys.stderr = _QuietStream(sys.stdout), _QuietStream(sys.stderr)
-        request(signum)
+        # a print inside the handler can hit "reentrant call" when the signal interrupted a print to the same
+        # stream (a progress bar writes all the time): the flag is set first, a lost message costs nothing
+        with contextlib.suppress(RuntimeError, OSError):
+            request(signum)
 
     previous: dict[int, Any] = {}
     for s in stop_signals():

@@ -293,3 +293,19 @@ def test_full_disk_while_saving_a_checkpoint_names_the_folder_and_the_space(smal
     assert msg.startswith(f"{small_disk}: cannot save last.pt: disk full? it needs about 0.4 MB (") and "free" in msg
     assert "\n" not in msg and torch.equal(state(small_disk / "last.pt")["w"], torch.ones(100))
     assert sorted(p.name for p in small_disk.iterdir()) == ["last.pt"]
+
+
+def test_repeated_sigterm_keeps_saving_but_a_second_ctrl_c_stops_at_once():
+    """torchrun forwards SIGTERM twice within milliseconds: the save in progress must not be cut short."""
+    from graftkit.runstate import Stopped, on_stop_signal
+
+    hits: list[int] = []
+    with on_stop_signal(hits.append):
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)
+        assert hits == [signal.SIGTERM]
+        with pytest.raises(Stopped) as e:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+    assert e.value.signum == signal.SIGINT and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL

@@ -119,7 +119,7 @@ def _xy(points: list[tuple[float, float]]) -> tuple[list[float], list[float]]:
 
 class StopOnInterrupt:
     """Ctrl-C, SIGTERM or SIGHUP (preemption, `docker stop`, a closed terminal) finishes the current step, then the
-    Trainer saves a checkpoint and stops (a second signal aborts).
+    Trainer saves a checkpoint and stops (a second Ctrl-C aborts).
 
     Done through the Trainer's public controls (should_save / should_training_stop), so the checkpoint
     is the same complete one (adapter, optimizer, scheduler, RNG) a scheduled save writes.
@@ -146,7 +146,8 @@ class StopOnInterrupt:
 
         def request(signum: int) -> None:
             self.requested, self.signum = True, signum
-            notice(f"{signal_name(signum)}: saving a checkpoint after this step (a second one stops at once)")
+            notice(f"{signal_name(signum)}: saving a checkpoint after this step"
+                   + (" (press again to stop at once)" if signum == signal.SIGINT else ""))
 
         with on_stop_signal(request):
             yield

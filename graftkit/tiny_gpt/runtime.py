@@ -173,7 +173,7 @@ def mean_over_ranks(rt: Runtime, value: torch.Tensor) -> torch.Tensor:
 
 class StopFlag:
     """Ctrl-C, SIGTERM or SIGHUP (preemption, `docker stop`, a closed terminal) sets a flag; the loop
-    finishes the current step, saves and then stops. A second signal interrupts immediately."""
+    finishes the current step, saves and then stops. A second Ctrl-C interrupts immediately."""
 
     def __init__(self):
         self.requested = False
