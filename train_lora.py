@@ -40,7 +40,7 @@ from graftkit.lora.data import (PackedCollator, check_response_part, encode_samp
                                 trim_tail)
 from graftkit.lora.export import GGUF_NEEDS, save_adapter, save_gguf, save_merged
 from graftkit.lora.presets import resolve_model_id
-from graftkit.lora.safety import warn_remote_code
+from graftkit.lora.safety import save_failure, warn_remote_code
 from graftkit.lora.train import (StopOnInterrupt, check_output_dir, count_tokens, pack_for_steps, pick_optim,
                                  resolve_checkpointing, resolve_packing, resolve_resume, resume_error, step_of,
                                  summarize, trainer_classes, uses_flash_attention)
@@ -252,7 +252,9 @@ def _train(cfg: LoraTrainConfig, out: Path, train_s: list, val_s: list, backend:
     try:
         with stop.catching_sigint():
             result = trainer.train(resume_from_checkpoint=resume)
-    except (RuntimeError, ValueError, KeyError) as e:
+    except (RuntimeError, ValueError, KeyError, OSError) as e:
+        if (full := save_failure(e, out)) is not None:  # disk full / ulimit -f while the Trainer saved
+            raise full from None
         if not resume or trainer.state.global_step > step_of(resume):
             raise
         raise resume_error(e, resume) from None

@@ -112,8 +112,10 @@ def on_stop_signal(request: Callable[[int], None]) -> Iterator[None]:
 
 @contextlib.contextmanager
 def private_umask() -> Iterator[None]:
-    """umask 077 for the block: every folder and file written (by us or a library) is 0700 / 0600."""
+    """umask 077 for the block (or the user's own where it is stricter): every folder and file written, by us
+    or a library, is 0700 / 0600 at most."""
     old = os.umask(0o077)
+    os.umask(old | 0o077)
     try:
         yield
     finally:
@@ -131,7 +133,8 @@ def _describe(info: dict) -> str:
 
 def _read_lock(path: Path) -> dict:
     try:
-        data = json.loads(path.read_text(encoding="utf-8")[:4096])
+        with open(path, "rb") as f:
+            data = json.loads(f.read(4096).decode("utf-8", "replace"))
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}

@@ -309,3 +309,26 @@ def test_repeated_sigterm_keeps_saving_but_a_second_ctrl_c_stops_at_once():
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.05)
     assert e.value.signum == signal.SIGINT and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+def test_lora_checkpoint_over_the_file_size_limit_is_one_line(lora_env, tmp_path):
+    """The Trainer's own save hits `ulimit -f`: one line; the next run resumes from the newest complete checkpoint."""
+    out = tmp_path / "out"
+    ov = [f"base_model={lora_env['tiny']}", f"data_file={lora_env['data']}", f"output_dir={out}", "max_steps=2",
+          "save_steps=1", "logging_steps=1", "batch_size=4", "gradient_accumulation_steps=1", "warmup_steps=0",
+          "gradient_checkpointing=false", "max_seq_length=128", *LORA_COMMON]
+
+    def limit_file_size():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (80_000, resource.RLIM_INFINITY))  # optimizer.pt is ~115 KB
+
+    r = subprocess.run([sys.executable, "train_lora.py", "--config", "lora_config.yaml", *ov], cwd=ROOT, env=ENV,
+                       capture_output=True, text=True, timeout=240, preexec_fn=limit_file_size)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    errors = [x for x in r.stderr.splitlines() if x.startswith("error:")]
+    assert len(errors) == 1, r.stderr[-2000:]
+    last = errors[0]
+    assert last.startswith(f"error: {out}: cannot save a checkpoint: disk full or file-size limit (ulimit -f) "
+                           "reached ("), last
+    from graftkit.lora.safety import newest_good_checkpoint
+
+    assert newest_good_checkpoint(out) is None and (out / "broken-checkpoint-1").is_dir()

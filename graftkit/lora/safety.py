@@ -18,7 +18,7 @@ import re
 import zipfile
 from pathlib import Path
 
-from ..errors import ConfigError, first_line, notice
+from ..errors import ConfigError, UserError, first_line, notice
 
 INCOMPLETE_SENTINEL = "checkpoint-is-incomplete.txt"  # what transformers' own JIT checkpointing leaves while saving
 _TORCH_FILES = ("optimizer.pt", "scheduler.pt", "scaler.pt", "training_args.bin")
@@ -148,3 +148,25 @@ def warn_remote_code(trust_remote_code: bool) -> None:
     if trust_remote_code:
         notice("trust_remote_code: true - Python files shipped with the base model (auto_map in its config) will "
                "run on this machine with your permissions; use it only for a model whose code you have read")
+
+
+def save_failure(e: BaseException, out: Path) -> UserError | None:
+    """One line for a checkpoint save that ran out of space or hit the file-size limit inside the Trainer
+    (an OSError, or torch's zip writer's RuntimeError "inline_container.cc ... unexpected pos"); None for
+    anything else. The half-written checkpoint is skipped by the next run (newest_good_checkpoint)."""
+    import errno
+    import shutil
+
+    text = str(e)
+    torch_write = isinstance(e, RuntimeError) and any(m in text for m in ("inline_container", "PytorchStreamWriter",
+                                                                         "file write failed"))
+    os_write = isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", -1))
+    if not (torch_write or os_write):
+        return None
+    try:
+        free = f"{shutil.disk_usage(out).free / 2**20:,.1f} MB free there"
+    except OSError:
+        free = "free space unknown"
+    return UserError(f"cannot save a checkpoint: disk full or file-size limit (ulimit -f) reached ({free}); free "
+                     "some space or choose another output_dir, then run the same command again: it resumes from the "
+                     "newest complete checkpoint", out)
