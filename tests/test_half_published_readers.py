@@ -66,7 +66,7 @@ def sets(tmp_path_factory):
     run_prepare(old_in, half)
     run_prepare(new_in, clean)
     r = subprocess.run([sys.executable, "-c", KILLED_PREPARE.format(root=str(ROOT), inp=str(new_in), out=str(half))],
-                       capture_output=True, text=True, timeout=120)
+                       capture_output=True, text=True, timeout=600)
     assert r.returncode == 9, r.stderr[-1500:]
     assert (half / JOURNAL_NAME).exists()
     mixed = [n for n in SPLITS if (half / n).read_bytes() != (clean / n).read_bytes()]

@@ -245,14 +245,14 @@ def test_without_the_fix_a_piped_y_runs_the_folders_code(lora_env, tmp_path):
     evil = evil_copy(lora_env["tiny"], tmp_path)
     r = subprocess.run([sys.executable, "-c", f"from transformers import AutoTokenizer; "
                         f"AutoTokenizer.from_pretrained({str(evil)!r})"], input="y\ny\ny\n", capture_output=True, text=True,
-                       timeout=120, env={**ENV, "HF_MODULES_CACHE": str(tmp_path / "modules")})
+                       timeout=600, env={**ENV, "HF_MODULES_CACHE": str(tmp_path / "modules")})
     assert (evil / "RAN").exists(), r.stderr[-1500:]
 
 
 def test_chat_on_a_folder_with_code_never_runs_it(lora_env, tmp_path):
     evil = evil_copy(lora_env["tiny"], tmp_path)
     r = subprocess.run([sys.executable, "train_lora.py", "--chat", "--config", "lora_config.yaml", "--model-dir",
-                        str(evil)], cwd=ROOT, input="y\nhello\n", capture_output=True, text=True, timeout=120,
+                        str(evil)], cwd=ROOT, input="y\nhello\n", capture_output=True, text=True, timeout=600,
                        env={**ENV, "HF_MODULES_CACHE": str(tmp_path / "modules")})
     assert not (evil / "RAN").exists()
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-1500:]

@@ -54,32 +54,36 @@ def tiny_config(overrides: list[str]) -> TinyGPTConfig:
     return load_config(TinyGPTConfig, ROOT / "tiny_gpt_config.yaml", overrides)
 
 
-def signal_after_first(cmd: list[str], marker: re.Pattern, sig: int, timeout: float = 120) -> tuple[int, str, str]:
+def signal_after_first(cmd: list[str], marker: re.Pattern, sig: int, timeout: float = 600) -> tuple[int, str, str]:
     """Start `cmd`, wait for a stdout line matching `marker` (training is under way), send `sig`, wait for the
-    exit; returns (exit status, stdout, stderr). stderr goes to a file so a full pipe never blocks the run."""
+    exit; returns (exit status, stdout, stderr). stderr goes to a file so a full pipe never blocks the run; a
+    watchdog kills the run after `timeout` s (generous: a shared, loaded machine can take a minute to import torch)."""
+    import threading
+
     err_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"graftkit-sig-{os.getpid()}-{time.monotonic_ns()}.err"
     with open(err_path, "w+", encoding="utf-8") as err:
         p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, text=True,
                              env=ENV)
-        seen = []
+        watchdog = threading.Timer(timeout, p.kill)
+        watchdog.start()
+        seen, sent = [], False
         try:
-            deadline = time.time() + timeout
-            while time.time() < deadline:
-                line = p.stdout.readline()
-                if not line:
-                    break
+            for line in p.stdout:
                 seen.append(line)
                 if marker.search(line):
                     p.send_signal(sig)
+                    sent = True
                     break
-            rest, _ = p.communicate(timeout=timeout)
+            rest, _ = p.communicate()
         finally:
+            watchdog.cancel()
             if p.poll() is None:
                 p.kill()
                 p.wait()
         err.seek(0)
         stderr = err.read()
     err_path.unlink(missing_ok=True)
+    assert sent, f"no line matched {marker.pattern!r}: {''.join(seen)[-1000:]} {stderr[-1000:]}"
     return p.returncode, "".join(seen) + (rest or ""), stderr
 
 
@@ -158,7 +162,7 @@ def test_lora_sigterm_saves_a_checkpoint_the_next_run_resumes(lora_env, tmp_path
           "save_steps=1000", "logging_steps=1", "batch_size=4", "gradient_accumulation_steps=1", "warmup_steps=0",
           "gradient_checkpointing=false", "max_seq_length=128", *LORA_COMMON]
     rc, stdout, stderr = signal_after_first([sys.executable, "train_lora.py", "--config", "lora_config.yaml", *ov],
-                                            re.compile(r"'loss'"), signal.SIGTERM, timeout=240)
+                                            re.compile(r"'loss'"), signal.SIGTERM)
     assert rc == 143, (rc, stderr[-2000:])
     assert "Traceback" not in stderr and stderr.strip().splitlines()[-1] == "interrupted (SIGTERM)"
     m = re.search(r"SIGTERM: stopped at step (\d+) and saved checkpoint-(\d+)", stderr)
@@ -255,7 +259,7 @@ def test_file_size_limit_while_saving_last_pt_is_one_line_and_keeps_the_old_one(
 
     r = subprocess.run([sys.executable, "train_tiny_gpt.py", "--config", "tiny_gpt_config.yaml",
                         *tiny_overrides(data_dir, out, max_iters=20, eval_interval=5)], cwd=ROOT, env=ENV,
-                       capture_output=True, text=True, timeout=120, preexec_fn=limit_file_size)
+                       capture_output=True, text=True, timeout=600, preexec_fn=limit_file_size)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and re.match(rf"error: {re.escape(str(out))}: cannot save (best|last)\.pt: it needs about "
@@ -322,7 +326,7 @@ def test_lora_checkpoint_over_the_file_size_limit_is_one_line(lora_env, tmp_path
         resource.setrlimit(resource.RLIMIT_FSIZE, (80_000, resource.RLIM_INFINITY))  # optimizer.pt is ~115 KB
 
     r = subprocess.run([sys.executable, "train_lora.py", "--config", "lora_config.yaml", *ov], cwd=ROOT, env=ENV,
-                       capture_output=True, text=True, timeout=240, preexec_fn=limit_file_size)
+                       capture_output=True, text=True, timeout=600, preexec_fn=limit_file_size)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
     errors = [x for x in r.stderr.splitlines() if x.startswith("error:")]
     assert len(errors) == 1, r.stderr[-2000:]
