@@ -38,6 +38,11 @@ def _short(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
+def _plain(value: Any) -> str:
+    """Like _short, but a short printable string as it is (optimizer=adamw, as the user would type it)."""
+    return value if isinstance(value, str) and len(value) <= 60 and value.isprintable() else _short(value)
+
+
 @contextlib.contextmanager
 def damaged_checkpoint(path: Path) -> Iterator[None]:
     """Loading a checkpoint's pieces: a missing key or a value of the wrong type or shape is one line naming it."""
@@ -113,8 +118,8 @@ def check_resumable(ckpt: dict[str, Any], cfg: TinyGPTConfig, tok: TinyTokenizer
     saved_cfg = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else {}
     saved_opt = saved_cfg.get("optimizer", "adamw")  # checkpoints before Muon were AdamW
     if saved_opt != cfg.optimizer:
-        raise UserError(f"checkpoint was trained with optimizer={_short(saved_opt)} (config says {cfg.optimizer}); "
-                        f"set optimizer={_short(saved_opt)}, use another out_dir, or init_from=scratch", path)
+        raise UserError(f"checkpoint was trained with optimizer={_plain(saved_opt)} (config says {cfg.optimizer}); "
+                        f"set optimizer={_plain(saved_opt)}, use another out_dir, or init_from=scratch", path)
 
 
 def find_checkpoint(cfg: TinyGPTConfig, explicit: str | None = None) -> Path:
