@@ -56,10 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     from graftkit.tiny_gpt.tokenizer import (build_tokenizer, format_stats, load_tokenizer, read_text,
                                              save_tokenizer, tokenizer_stats)
 
-    from graftkit.fileio import verify_output_set
+    from graftkit.fileio import check_prepared
 
+    check_prepared(cfg.train_file, cfg.val_file)  # never a corpus half-published by a killed prepare run
     cfg.check_data_files(need_val=False)
-    verify_output_set(Path(cfg.train_file).parent)  # never a corpus half-published by a killed prepare run
     if cfg.tokenizer_type == "tiktoken":
         from graftkit.prepare.tokenizer_report import load_tiktoken
 

@@ -14,7 +14,8 @@ tokens instead of padding them (packing: auto; no conversation attends to anothe
 uses Unsloth (4-bit, fast) on an NVIDIA GPU when it is installed (pip install -r
 requirements-gpu.txt), otherwise transformers + PEFT (QLoRA on CUDA, fp32 on CPU). Writes output_dir/adapter (always), checkpoints, metrics.jsonl, loss_curve.png,
 train_summary.json, and merged_16bit / GGUF exports when asked (save_formats). Re-running resumes
-from the newest checkpoint in output_dir (resume=false starts over).
+from the newest complete checkpoint in output_dir (resume=false starts over). Ctrl-C, SIGTERM and SIGHUP
+(preemption, `docker stop`, a closed terminal) save a checkpoint after the current step and exit 130 / 143 / 129.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ from typing import Any
 from graftkit.config import add_config_args, config_help, load_config
 from graftkit.errors import ConfigError, InputError, UserError, cli_main, notice, run_script
 from graftkit.fileio import atomic_write_json
+from graftkit.runstate import Stopped, run_folder, signal_name
 from graftkit.lora.backend import (Loaded, check_hub, check_target_modules, cuda_available, hub_error, load_base,
-                                   lora_kwargs, resize_for_tokenizer, say, select_backend,
+                                   lora_kwargs, rank, remote_code_error, resize_for_tokenizer, say, select_backend,
                                    set_generation_ids, tune_cpu_allocator)
 from graftkit.lora.config import LoraTrainConfig
 from graftkit.lora.data import (PackedCollator, check_response_part, encode_samples, load_splits, setup_tokenizer,
@@ -39,6 +41,7 @@ from graftkit.lora.data import (PackedCollator, check_response_part, encode_samp
 from graftkit.lora.export import GGUF_NEEDS, save_adapter, save_gguf, save_merged
 from graftkit.lora.presets import resolve_model_id
 from graftkit.lora.persona import PersonaScorer, selection_table, split_persona_holdout
+from graftkit.lora.safety import save_failure, warn_remote_code
 from graftkit.lora.train import (StopOnInterrupt, check_output_dir, count_tokens, kept_step, pack_for_steps,
                                  pick_optim, resolve_checkpointing, resolve_packing, resolve_resume, resume_error,
                                  step_of, summarize, trainer_classes, uses_flash_attention)
@@ -73,9 +76,10 @@ def load_unsloth(cfg: LoraTrainConfig) -> Loaded:
     try:
         model, tok = FastLanguageModel.from_pretrained(model_name=model_id, max_seq_length=cfg.max_seq_length,
                                                        dtype=None, load_in_4bit=cfg.load_in_4bit,
-                                                       random_state=cfg.seed)
+                                                       random_state=cfg.seed,
+                                                       trust_remote_code=cfg.trust_remote_code)
     except (OSError, ValueError) as e:
-        raise hub_error(model_id, e) from None
+        raise remote_code_error(model_id, e) or hub_error(model_id, e) from None
     info = setup_tokenizer(tok, cfg)  # the chat template, its end-of-turn token and the pad token
     resize_for_tokenizer(model, tok)
     set_generation_ids(model, tok, info)
@@ -219,6 +223,13 @@ def run(cfg: LoraTrainConfig) -> dict[str, Any]:
     if cfg.wandb and importlib.util.find_spec("wandb") is None:
         raise ConfigError("wandb: true needs the wandb package (pip install wandb, then wandb login)")
     check_output_dir(out)
+    warn_remote_code(cfg.trust_remote_code)
+    # output_dir created 0700, locked against a second run (rank 0 holds it), everything written 0600
+    with run_folder(out, "output_dir", lock=rank() == 0):
+        return _train(cfg, out, train_s, val_s, backend)
+
+
+def _train(cfg: LoraTrainConfig, out: Path, train_s: list, val_s: list, backend: str) -> dict[str, Any]:
     resume = resolve_resume(cfg, out)
     packing = resolve_packing(cfg, backend)
     if not val_s and cfg.early_stopping_patience:
@@ -269,8 +280,7 @@ def run(cfg: LoraTrainConfig) -> dict[str, Any]:
     elif cfg.persona_holdout > 0:
         notice("persona score off (too few conversations or no validation data): the checkpoint is chosen by val loss")
 
-    # train (resuming from the newest checkpoint); Ctrl-C saves a checkpoint after the current step
-    out.mkdir(parents=True, exist_ok=True)
+    # train (resuming from the newest complete checkpoint); Ctrl-C, SIGTERM and SIGHUP save one after the current step
     trainer = build_trainer(cfg, loaded, train_rows, val_rows, out, resuming=bool(resume), train_batch=train_batch,
                             persona=persona)
     if resume:
@@ -280,14 +290,16 @@ def run(cfg: LoraTrainConfig) -> dict[str, Any]:
     try:
         with stop.catching_sigint():
             result = trainer.train(resume_from_checkpoint=resume)
-    except (RuntimeError, ValueError, KeyError) as e:
+    except (RuntimeError, ValueError, KeyError, OSError) as e:
+        if (full := save_failure(e, out)) is not None:  # disk full / ulimit -f while the Trainer saved
+            raise full from None
         if not resume or trainer.state.global_step > step_of(resume):
             raise
         raise resume_error(e, resume) from None
     if stop.requested:  # the Trainer saved a checkpoint at the end of the step it was in
-        notice(f"interrupted: saved checkpoint-{trainer.state.global_step} in {out}; run the same command again to "
-               "resume")
-        raise KeyboardInterrupt
+        notice(f"{signal_name(stop.signum)}: stopped at step {trainer.state.global_step} and saved "
+               f"checkpoint-{trainer.state.global_step} in {out}; run the same command again to resume from there")
+        raise Stopped(stop.signum)
     steps_run = trainer.state.global_step - step_of(resume)
     if resume and steps_run == 0:
         notice(f"{Path(resume).name} had already reached the end of training (step {trainer.state.global_step}): "

@@ -13,7 +13,8 @@ In a notebook: `%run train_tiny_gpt.py --config tiny_gpt_config.yaml epochs=3`, 
 
 Reads training_data/corpus_train.txt and corpus_val.txt (from prepare_training_data.py), builds the
 tokenizer if it is missing, and writes out_dir/last.pt, best.pt, metrics.jsonl and loss_curve.png.
-Ctrl-C saves last.pt and exits (run again to resume exactly where it stopped). In --sample prompts
+Ctrl-C, SIGTERM and SIGHUP (preemption, `docker stop`, `timeout`, a closed terminal) finish the current step,
+save last.pt and exit with 130 / 143 / 129; run again to resume exactly where it stopped. In --sample prompts
 "\\n" means a newline; an empty prompt starts a new conversation.
 """
 
@@ -94,7 +95,8 @@ def train(cfg: TinyGPTConfig, log: Callable[[str], None] = print, interrupt_at: 
     from graftkit.fileio import atomic_write_text
     from graftkit.notebook import want_progress_bar
     from graftkit.plots import plot_tiny_gpt_losses
-    from graftkit.tiny_gpt.checkpoints import CKPT_FORMAT, check_resumable, is_finite
+    from graftkit.runstate import Stopped, run_folder, signal_name
+    from graftkit.tiny_gpt.checkpoints import CKPT_FORMAT, check_resumable, damaged_checkpoint, is_finite
     from graftkit.tiny_gpt.data import EpochSampler, derive_max_iters, load_data
     from graftkit.tiny_gpt.generate import sample_texts
     from graftkit.tiny_gpt.model import ModelArgs, TinyGPT
@@ -103,7 +105,9 @@ def train(cfg: TinyGPTConfig, log: Callable[[str], None] = print, interrupt_at: 
     from graftkit.tiny_gpt.tokenizer import ensure_tokenizer
 
     out_dir, bar, wandb = Path(cfg.out_dir), None, None
-    with start_runtime(cfg) as rt:  # device, dtype (bf16/fp16 autocast or fp32), torchrun's process group
+    # device, dtype (bf16/fp16 autocast or fp32), torchrun's process group; out_dir created 0700 and locked against
+    # a second run (rank 0 holds the lock), files written 0600
+    with start_runtime(cfg) as rt, run_folder(out_dir, "out_dir", lock=rt.master):
 
         def say(msg: str) -> None:  # rank 0 only, above the progress bar when there is one
             if rt.master:
@@ -166,23 +170,23 @@ def train(cfg: TinyGPTConfig, log: Callable[[str], None] = print, interrupt_at: 
         if resumed:
             ckpt = load_checkpoint(last, map_location=rt.device)
             check_resumable(ckpt, cfg, tok, last)
-            model.load_state_dict(ckpt["model"])
-            peak_lrs = [g["base_lr"] for g in optimizer.param_groups]
-            optimizer.load_state_dict(ckpt["optimizer"])
-            for group, peak_lr in zip(optimizer.param_groups, peak_lrs):  # the config's peak rates win on resume
-                group["base_lr"] = peak_lr
-            scaler.load_state_dict(ckpt["scaler"])
-            sampler.load_state_dict(ckpt["sampler"])
-            iter_num, best_iter, last_eval_iter = int(ckpt["iter"]), int(ckpt["best_iter"]), int(ckpt["last_eval_iter"])
-            best_val_loss, evals_since_best = float(ckpt["best_val_loss"]), int(ckpt["evals_since_best"])
-            tokens_seen, last_saved = int(ckpt["tokens_seen"]), int(ckpt["iter"])
-            restore_rng_state(ckpt["rng"])
+            with damaged_checkpoint(last):  # a key of the wrong type or shape: one line, not a traceback
+                model.load_state_dict(ckpt["model"])
+                peak_lrs = [g["base_lr"] for g in optimizer.param_groups]
+                optimizer.load_state_dict(ckpt["optimizer"])
+                for group, peak_lr in zip(optimizer.param_groups, peak_lrs):  # the config's peak rates win on resume
+                    group["base_lr"] = peak_lr
+                scaler.load_state_dict(ckpt["scaler"])
+                sampler.load_state_dict(ckpt["sampler"])
+                iter_num, best_iter, last_eval_iter = int(ckpt["iter"]), int(ckpt["best_iter"]), int(ckpt["last_eval_iter"])
+                best_val_loss, evals_since_best = float(ckpt["best_val_loss"]), int(ckpt["evals_since_best"])
+                tokens_seen, last_saved = int(ckpt["tokens_seen"]), int(ckpt["iter"])
+                restore_rng_state(ckpt["rng"])
             if int(ckpt.get("world_size", 1)) != rt.world_size:
                 say(f"note: checkpoint was written with world_size {ckpt.get('world_size')}, now "
                     f"{rt.world_size}: training continues with the next unseen batches")
         metrics_path, history = out_dir / "metrics.jsonl", []
         if rt.master:  # a resumed run keeps the metric rows up to its checkpoint, drops the later ones
-            out_dir.mkdir(parents=True, exist_ok=True)
             if resumed and metrics_path.is_file():
                 for line in metrics_path.read_text(encoding="utf-8").splitlines():
                     with contextlib.suppress(json.JSONDecodeError, AttributeError):
@@ -258,7 +262,7 @@ def train(cfg: TinyGPTConfig, log: Callable[[str], None] = print, interrupt_at: 
         t_start = t_log = time.perf_counter()
         iters_since_log, train_time = 0, 0.0
         try:
-            with StopFlag() as flag:  # Ctrl-C: finish this step, save last.pt, stop
+            with StopFlag() as flag:  # Ctrl-C, SIGTERM, SIGHUP: finish this step, save last.pt, stop
                 while True:
                     # evaluate, sample, checkpoint every eval_interval (and at the end)
                     if (iter_num % cfg.eval_interval == 0 or iter_num >= max_iters) and last_eval_iter != iter_num:
@@ -310,8 +314,9 @@ def train(cfg: TinyGPTConfig, log: Callable[[str], None] = print, interrupt_at: 
                     if all_ranks_agree(rt, flag.requested):
                         rt.stopped_together = True
                         save("last.pt")
-                        say(f"interrupted at iter {iter_num}: saved {last}; run the same command again to resume")
-                        raise KeyboardInterrupt
+                        say(f"{signal_name(flag.signum)}: stopped at iter {iter_num} and saved {last}; run the same "
+                            f"command again to resume from there")
+                        raise Stopped(flag.signum)
 
                     # one optimizer step: forward, backward (accumulated), clip, step, at this step's lr
                     t0 = time.perf_counter()

@@ -23,9 +23,68 @@ from .fileio import atomic_path
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """torch.save to a temp file beside `path`, then rename: `path` is either the old or the new file."""
+    """torch.save to a temp file beside `path`, then rename: `path` is either the old or the new file.
+
+    A full disk or a file-size limit while writing is one line naming the folder and the space needed
+    (torch reports both as a RuntimeError from its zip writer, "inline_container.cc ... unexpected pos");
+    the previous file stays as it was.
+    """
+    path = Path(path)
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        try:
+            torch.save(obj, tmp)
+        except RuntimeError as e:
+            if not any(m in str(e) for m in ("inline_container", "PytorchStreamWriter", "file write failed")):
+                raise
+            raise save_space_error(path, estimated_bytes(obj)) from None
+
+
+def estimated_bytes(obj: Any) -> int:
+    """About how many bytes torch.save writes for `obj`: its tensors' storages (each counted once) plus 1 %."""
+    seen: set[int] = set()
+    total, stack = 0, [obj]
+    while stack:
+        o = stack.pop()
+        if isinstance(o, torch.Tensor):
+            st = o.untyped_storage()
+            if st.data_ptr() not in seen or st.data_ptr() == 0:
+                seen.add(st.data_ptr())
+                total += st.nbytes()
+        elif isinstance(o, dict):
+            stack.extend(o.values())
+        elif isinstance(o, (list, tuple)):
+            stack.extend(o)
+        elif isinstance(o, (str, bytes)):
+            total += len(o)
+    return int(total * 1.01) + 4096
+
+
+def _mb(n: float) -> str:
+    return f"{n / 2**20:,.1f} MB"
+
+
+def save_space_error(path: Path, need: int) -> UserError:
+    """Why a checkpoint could not be written, in one line: the file-size limit (ulimit -f) or the free space."""
+    import shutil
+
+    folder = path.parent
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        limit = -1 if limit == resource.RLIM_INFINITY else limit
+    except (ImportError, AttributeError, OSError, ValueError):  # Windows: no ulimit
+        limit = -1
+    if 0 <= limit < need:
+        return UserError(f"cannot save {path.name}: it needs about {_mb(need)} but the file-size limit of this process "
+                         f"(ulimit -f) is {_mb(limit)}; raise the limit, or set out_dir to another folder; the previous "
+                         f"checkpoints are kept", folder)
+    try:
+        free = f"{_mb(shutil.disk_usage(folder).free)} free"
+    except OSError:
+        free = "free space unknown"
+    return UserError(f"cannot save {path.name}: disk full? it needs about {_mb(need)} ({free} here); free some space "
+                     f"or set out_dir to another folder; the previous checkpoints are kept", folder)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

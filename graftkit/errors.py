@@ -72,8 +72,18 @@ class ScriptFailed(Exception):
         return [self.message]
 
 
+def signal_label(signum: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
 def cli_main(func: F) -> Callable[..., int]:
-    """Run a script's `main(argv)`: a UserError becomes one `error:` line and exit status 2, Ctrl-C 130.
+    """Run a script's `main(argv)`: a UserError becomes one `error:` line and exit status 2, Ctrl-C 130
+    (a run stopped by SIGTERM / SIGHUP after saving: 143 / 129).
 
     The same script works from a shell, `!python` and a notebook (`%run script.py ...` or
     `script.main([...])`): argv=None in a kernel ignores the kernel's own `-f kernel.json`; under IPython
@@ -98,8 +108,9 @@ def cli_main(func: F) -> Callable[..., int]:
             rc = 0 if rc is None else int(rc)
         except UserError as e:
             message, rc = f"error: {e.format()}", 2
-        except KeyboardInterrupt:
-            message, rc = "interrupted", 130
+        except KeyboardInterrupt as e:  # graftkit.runstate.Stopped carries the signal: 143 SIGTERM, 129 SIGHUP
+            signum = getattr(e, "signum", 2)
+            message, rc = "interrupted" + (f" ({signal_label(signum)})" if signum != 2 else ""), 128 + signum
         except BrokenPipeError:  # e.g. `... | head`
             rc = 0
         except SystemExit as e:  # argparse: --help (0) or a usage error (2, message already printed)

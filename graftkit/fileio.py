@@ -114,15 +114,33 @@ def _fsync_path(path: str | Path, directory: bool = False) -> None:
         os.close(fd)
 
 
-def _mkdir(path: Path) -> None:
-    try:
-        path.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
-    except FileExistsError:
-        raise UserError("exists and is not a folder", path) from None
-    except OSError as e:
-        raise write_error(e, path, "nothing was written") from None
+def make_private_dirs(path: str | Path) -> Path:
+    """`mkdir -p` where every folder created (the parents too, unlike Path.mkdir) is 0700.
+
+    A folder that cannot be created (read-only file system, no permission, a file in the way) is one
+    UserError naming it.
+    """
+    path = Path(path)
+    missing = []
+    for p in (path, *path.parents):
+        if p.is_dir():
+            break
+        missing.append(p)
+    for p in reversed(missing):
+        try:
+            p.mkdir(mode=DIR_MODE)
+        except FileExistsError:
+            if not p.is_dir():
+                raise UserError("exists and is not a folder", p) from None
+        except OSError as e:
+            raise write_error(e, p, "nothing was written") from None
     if not path.is_dir():
         raise UserError("exists and is not a folder", path)
+    return path
+
+
+def _mkdir(path: Path) -> None:
+    make_private_dirs(path)
 
 
 def _temp_beside(final: Path) -> Path:
@@ -318,6 +336,24 @@ def verify_output_set(folder: str | Path, wait_s: float = 10.0) -> None:
     finally:
         if fd is not None:
             os.close(fd)
+
+
+def check_prepared(*paths: str | Path | None, wait_s: float = 10.0) -> None:
+    """The one check every reader of prepare_training_data.py's output runs before reading a file.
+
+    For each distinct folder holding one of `paths` (files; empty ones are skipped): a set whose
+    publication a kill interrupted is finished now, one being published is waited for, and one that
+    cannot be finished is refused with one line. So a reader never sees one run's train split next to
+    another run's validation split.
+    """
+    seen: set[Path] = set()
+    for p in paths:
+        if not p:
+            continue
+        folder = Path(p).parent
+        if folder not in seen:
+            seen.add(folder)
+            verify_output_set(folder, wait_s)
 
 
 class OutputSet:

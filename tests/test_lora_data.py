@@ -325,8 +325,15 @@ def test_single_combined_file_and_empty_val_file(tmp_path, fixtures_dir):
 
 def test_nothing_imports_transformers_before_the_backend_is_chosen(tmp_path):
     """On the Unsloth branch `import unsloth` must come before transformers / trl / peft."""
-    (tmp_path / "out" / "checkpoint-7").mkdir(parents=True)
-    (tmp_path / "out" / "checkpoint-7" / "trainer_state.json").write_text("{}")
+    import torch
+    from safetensors.torch import save_file
+
+    ck = tmp_path / "out" / "checkpoint-7"  # complete as far as resume's checks go (graftkit.lora.safety)
+    ck.mkdir(parents=True)
+    (ck / "trainer_state.json").write_text('{"global_step": 7}')
+    (ck / "adapter_config.json").write_text("{}")
+    save_file({"w": torch.zeros(2)}, ck / "adapter_model.safetensors")
+    torch.save({"state": {}}, ck / "optimizer.pt")
     (tmp_path / "out" / "checkpoint-12").mkdir()  # no trainer_state.json: not a checkpoint
     code = (
         "import sys, train_lora\n"

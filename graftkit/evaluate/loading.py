@@ -17,6 +17,7 @@ from typing import Any
 
 from ..config import load_config
 from ..errors import ConfigError, InputError, UserError
+from ..fileio import check_prepared
 from ..samples import Conversation, read_conversations
 from .target import Target
 from ..lora.config import LoraTrainConfig
@@ -31,6 +32,8 @@ def load_target(kind: str, cfg: LoraTrainConfig | TinyGPTConfig, model_path: str
 
     The conversations are read before any model is loaded, so a missing or broken data file fails fast.
     """
+    # never a set half-published by a killed prepare run (load_splits checks the LoRA config's own files)
+    check_prepared(train_file, val_file)
     if kind == "lora":
         train, val, train_desc, val_desc = _lora_data(cfg, train_file, val_file)
         target = load_lora(cfg, model_path, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k)
@@ -39,6 +42,7 @@ def load_target(kind: str, cfg: LoraTrainConfig | TinyGPTConfig, model_path: str
 
         default_train, default_val = tiny_data_files(cfg)
         train_desc, val_desc = train_file or default_train, val_file or default_val
+        check_prepared(train_desc, val_desc)
         hint = "written by prepare_training_data.py next to the config's train_file; or pass --{} FILE"
         train = read_conversations(_existing(train_desc, hint.format("train-file")))
         val = read_conversations(_existing(val_desc, hint.format("val-file")))
@@ -163,7 +167,8 @@ def load_lora(cfg: LoraTrainConfig, model_dir: str | Path | None, *, max_new_tok
     else:  # a merged model folder: load the base separately
         import torch
 
-        cfg_like = type("C", (), {"gguf_file": meta.get("gguf_file", "")})()
+        cfg_like = type("C", (), {"gguf_file": meta.get("gguf_file", ""),
+                                  "trust_remote_code": getattr(cfg, "trust_remote_code", False)})()
         cuda = torch.cuda.is_available()
         base_model, _ = load_base(cfg_like, chat_base_id(meta, cuda), cuda, tokenizer_from=str(model_dir))
         if len(tok) > base_model.get_input_embeddings().weight.shape[0]:

@@ -119,6 +119,24 @@ class Loaded:
     device: str
 
 
+def remote_code_allowed(cfg: Any) -> bool:
+    """`trust_remote_code` of a config (False for the small config-like objects --chat and evaluation pass).
+
+    Always passed explicitly: left unset, transformers asks "run the custom code? [y/N]" on stdin, and a
+    piped "y" (`printf 'y\nhello\n' | train_lora.py --chat`) would run a downloaded folder's Python."""
+    return getattr(cfg, "trust_remote_code", False) is True
+
+
+def remote_code_error(where: str, e: Exception) -> UserError | None:
+    """One line for transformers' refusal of a model that needs its own code (trust_remote_code=False)."""
+    text = str(e)
+    if "trust_remote_code" not in text and "custom code" not in text:
+        return None
+    return UserError("this model ships its own Python code (auto_map in its config), which graftkit does not run; "
+                     "use a model transformers supports natively, or, only if you have read that code, set "
+                     "trust_remote_code: true in the LoRA config", where)
+
+
 def hub_error(model_id: str, e: Exception) -> UserError:
     return UserError(f"cannot load base model {model_id!r}: {first_line(e)} (is it a preset name, a Hugging Face id you can "
                      "access, or a local folder? gated models need `huggingface-cli login`)")
@@ -230,8 +248,10 @@ def load_base(cfg: LoraTrainConfig, model_id: str, cuda: bool, tokenizer_from: s
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     check_hub(model_id)
-    kw = {"gguf_file": cfg.gguf_file} if cfg.gguf_file else {}
-    mkw: dict[str, Any] = gguf_model_kwargs(cfg.gguf_file)
+    trust = remote_code_allowed(cfg)
+    kw: dict[str, Any] = {"gguf_file": cfg.gguf_file} if cfg.gguf_file else {}
+    kw["trust_remote_code"] = trust
+    mkw: dict[str, Any] = {**gguf_model_kwargs(cfg.gguf_file), "trust_remote_code": trust}
     if cuda:
         mkw["device_map"] = {"": 0}
         mkw["dtype"] = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -247,10 +267,10 @@ def load_base(cfg: LoraTrainConfig, model_id: str, cuda: bool, tokenizer_from: s
     else:
         mkw["dtype"] = torch.float32
     try:
-        tok = (AutoTokenizer.from_pretrained(tokenizer_from) if tokenizer_from
+        tok = (AutoTokenizer.from_pretrained(tokenizer_from, trust_remote_code=trust) if tokenizer_from
                else AutoTokenizer.from_pretrained(model_id, **kw))
         model = AutoModelForCausalLM.from_pretrained(model_id, **mkw)
     except (OSError, ValueError) as e:
-        raise hub_error(model_id, e) from None
+        raise remote_code_error(tokenizer_from or model_id, e) or hub_error(model_id, e) from None
     drop_gguf_quantizer(model)
     return model, tok

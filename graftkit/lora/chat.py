@@ -42,7 +42,8 @@ def load_chat_model(cfg: LoraTrainConfig, model_dir: str | Path) -> tuple[Any, A
     model_dir = Path(model_dir)
     meta = read_meta(model_dir)
     cuda = cuda_available()
-    cfg_like = type("C", (), {"gguf_file": meta.get("gguf_file", "")})()
+    cfg_like = type("C", (), {"gguf_file": meta.get("gguf_file", ""),
+                              "trust_remote_code": getattr(cfg, "trust_remote_code", False)})()
     if (model_dir / "adapter_config.json").is_file():
         model, tok = load_base(cfg_like, chat_base_id(meta, cuda), cuda, tokenizer_from=str(model_dir))
         if len(tok) > model.get_input_embeddings().weight.shape[0]:

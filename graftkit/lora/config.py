@@ -39,6 +39,8 @@ class LoraTrainConfig:
     backend: Literal["auto", "unsloth", "peft"] = _f("auto", "auto: Unsloth when CUDA and unsloth are present, else "
                                                              "transformers+PEFT; unsloth; peft")
     load_in_4bit: bool = _f(True, "QLoRA: 4-bit base weights on a CUDA GPU (ignored on CPU, which trains in fp32)")
+    trust_remote_code: bool = _f(False, "run Python code shipped with the base model (auto_map); off: such a model is "
+                                        "refused, never asked about on stdin. Only for code you have read")
     # data
     train_file: str = _f("training_data/sharegpt_train.jsonl", "ShareGPT or OpenAI-messages JSONL to train on; if "
                                                                "missing, a sharegpt_format.jsonl beside it is split")

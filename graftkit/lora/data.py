@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, InputError, first_line, notice
-from ..fileio import read_jsonl
+from ..fileio import check_prepared, read_jsonl
 from ..samples import Conversation, parse_record
 from .presets import FAMILIES, NAMED_TEMPLATES, Family, detect_family, get_preset
 from .config import LoraTrainConfig
@@ -90,6 +90,8 @@ def load_splits(cfg: LoraTrainConfig) -> tuple[list[Sample], list[Sample]]:
     train_file is missing but a `sharegpt_format.jsonl` sits beside it, that file is split instead,
     and an empty val_file (prepare_training_data.py --val-fraction 0) means no validation.
     """
+    # never a set half-published by a killed prepare run (one run's train split beside another's val split)
+    check_prepared(*([cfg.data_file] if cfg.data_file else [cfg.train_file, cfg.val_file]))
     if cfg.data_file:
         return split_samples(read_samples(cfg.data_file), cfg.val_fraction, cfg.seed)
     train_path = Path(cfg.train_file)

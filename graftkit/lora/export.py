@@ -81,7 +81,8 @@ def save_merged(cfg: LoraTrainConfig, loaded: Any, model: Any, adapter_dir: Path
             from peft import PeftModel
             from transformers import AutoModelForCausalLM
 
-            base = AutoModelForCausalLM.from_pretrained(loaded.model_id, dtype=dtype)
+            base = AutoModelForCausalLM.from_pretrained(loaded.model_id, dtype=dtype,
+                                                        trust_remote_code=cfg.trust_remote_code)
             if len(loaded.tokenizer) > base.get_input_embeddings().weight.shape[0]:
                 base.resize_token_embeddings(len(loaded.tokenizer))
             model = PeftModel.from_pretrained(base, str(adapter_dir))

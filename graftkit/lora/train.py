@@ -12,9 +12,7 @@ import importlib.util
 import json
 import math
 import os
-import re
 import signal
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -30,13 +28,14 @@ def resolve_resume(cfg: LoraTrainConfig, out: Path) -> str | None:
     """The checkpoint to resume from: newest checkpoint-* for `auto`, None for false, or a given path."""
     if cfg.resume is False or str(cfg.resume).lower() in ("false", "no", "off", ""):
         return None
+    from .safety import check_given_checkpoint, newest_good_checkpoint  # a checkpoint cut in half is skipped
+
     if str(cfg.resume) == "auto":  # (no transformers import here: unsloth must be imported first)
-        steps = [(int(m.group(1)), p) for p in out.glob("checkpoint-*")
-                 if (m := re.fullmatch(r"checkpoint-(\d+)", p.name)) and (p / "trainer_state.json").is_file()]
-        return str(max(steps)[1]) if steps else None
+        return newest_good_checkpoint(out)
     path = Path(str(cfg.resume)).expanduser()
     if not (path / "trainer_state.json").is_file():
         raise ConfigError(f"resume: {path} is not a checkpoint folder (no trainer_state.json)")
+    check_given_checkpoint(path)
     return str(path)
 
 
@@ -47,7 +46,9 @@ def check_output_dir(out: Path) -> None:
             if not p.is_dir():
                 raise ConfigError(f"output_dir: {p} is a file, not a folder; choose another output_dir")
             if not os.access(p, os.W_OK):
-                raise ConfigError(f"output_dir: cannot write in {p} (permission denied); choose another output_dir")
+                ro = hasattr(os, "statvfs") and os.statvfs(p).f_flag & os.ST_RDONLY
+                why = "read-only file system" if ro else "permission denied"
+                raise ConfigError(f"output_dir: cannot write in {p} ({why}); choose another output_dir")
             return
 
 
@@ -125,7 +126,8 @@ def _xy(points: list[tuple[float, float]]) -> tuple[list[float], list[float]]:
 
 
 class StopOnInterrupt:
-    """Ctrl-C finishes the current step, then the Trainer saves a checkpoint and stops (a second Ctrl-C aborts).
+    """Ctrl-C, SIGTERM or SIGHUP (preemption, `docker stop`, a closed terminal) finishes the current step, then the
+    Trainer saves a checkpoint and stops (a second Ctrl-C aborts).
 
     Done through the Trainer's public controls (should_save / should_training_stop), so the checkpoint
     is the same complete one (adapter, optimizer, scheduler, RNG) a scheduled save writes.
@@ -135,6 +137,7 @@ class StopOnInterrupt:
         from transformers import TrainerCallback
 
         self.requested = False
+        self.signum = signal.SIGINT
         outer = self
 
         class _Callback(TrainerCallback):
@@ -147,21 +150,15 @@ class StopOnInterrupt:
 
     @contextlib.contextmanager
     def catching_sigint(self):
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
+        from ..runstate import on_stop_signal, signal_name
 
-        def handler(signum, frame):
-            if self.requested:
-                raise KeyboardInterrupt
-            self.requested = True
-            notice("Ctrl-C: saving a checkpoint after this step (press again to stop at once)")
+        def request(signum: int) -> None:
+            self.requested, self.signum = True, signum
+            notice(f"{signal_name(signum)}: saving a checkpoint after this step"
+                   + (" (press again to stop at once)" if signum == signal.SIGINT else ""))
 
-        old = signal.signal(signal.SIGINT, handler)
-        try:
+        with on_stop_signal(request):
             yield
-        finally:
-            signal.signal(signal.SIGINT, old)
 
 
 def reply_only_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:

@@ -54,7 +54,8 @@ def _batched(fn: Callable[[list[str]], list[int]], render: Callable[[Sample], st
 def _hf(path: Path) -> TokenCounter:
     try:
         from transformers import AutoTokenizer
-        tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        # never the folder's own Python (auto_map): unset, transformers would ask on stdin and run it on a "y"
+        tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
     except Exception as e:  # noqa: BLE001 - any failure to load is the user's folder, say why
         raise UserError(f"cannot load a Hugging Face tokenizer from this folder: {first_line(e)}",
                         path) from None

@@ -9,18 +9,78 @@ exact tokenizer it was trained with.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
 from ..checkpoint import load_checkpoint
-from ..errors import UserError
+from ..errors import UserError, first_line
 from .config import MODEL_KEY_DEFAULTS, MODEL_KEYS, TinyGPTConfig
 from .model import ModelArgs, TinyGPT
 from .tokenizer import TinyTokenizer, tokenizer_from_json
 
 CKPT_FORMAT = "graftkit-tiny-gpt/1"
+# what a resumable last.pt holds (train_tiny_gpt.py writes all of them)
+RESUME_KEYS = ("model", "model_args", "optimizer", "scaler", "iter", "best_val_loss", "best_iter", "evals_since_best",
+               "last_eval_iter", "tokens_seen", "rng", "sampler", "tokenizer")
+
+
+def _short(value: Any) -> str:
+    """A value for an error message, bounded whatever it is (a crafted checkpoint can hold a list whose
+    repr is gigabytes long: shared nested lists)."""
+    if isinstance(value, str):
+        return repr(value[:60])
+    if value is None or isinstance(value, (bool, int, float)):
+        return repr(value)[:60]
+    return f"a {type(value).__name__}"
+
+
+def _plain(value: Any) -> str:
+    """Like _short, but a short printable string as it is (optimizer=adamw, as the user would type it)."""
+    return value if isinstance(value, str) and len(value) <= 60 and value.isprintable() else _short(value)
+
+
+@contextlib.contextmanager
+def damaged_checkpoint(path: Path) -> Iterator[None]:
+    """Loading a checkpoint's pieces: a missing key or a value of the wrong type or shape is one line naming it."""
+    try:
+        yield
+    except KeyError as e:
+        raise UserError(f"checkpoint is incomplete (no {_short(e.args[0] if e.args else '?')}); use another out_dir "
+                        "or init_from=scratch", path) from None
+    except (TypeError, ValueError, RuntimeError, AttributeError, IndexError, OverflowError) as e:
+        raise UserError(f"checkpoint is damaged ({first_line(e, 160)}); use another out_dir or init_from=scratch",
+                        path) from None
+
+
+def model_args_from(ckpt: dict[str, Any], path: Path) -> ModelArgs:
+    """The checkpoint's ModelArgs, checked before a model is built from them (n_head=0 must not divide by zero)."""
+    raw = ckpt.get("model_args")
+    if not isinstance(raw, dict):
+        raise UserError("checkpoint has no model_args; not a tiny GPT checkpoint written by this kit", path)
+    fields = {f.name: f for f in dataclasses.fields(ModelArgs)}
+    unknown = [k for k in raw if k not in fields]
+    if unknown:
+        raise UserError(f"checkpoint model_args has unknown key {_short(unknown[0])}", path)
+    ints = {"vocab_size": 1, "block_size": 2, "n_layer": 1, "n_head": 1, "n_embd": 1}
+    for k, low in ints.items():
+        v = raw.get(k, fields[k].default)
+        if type(v) is not int or not low <= v <= 1 << 20:
+            raise UserError(f"checkpoint model_args: {k}={_short(v)} is not a whole number in [{low}, {1 << 20}]",
+                            path)
+    if raw.get("n_embd", fields["n_embd"].default) % raw.get("n_head", fields["n_head"].default):
+        raise UserError(f"checkpoint model_args: n_embd={raw.get('n_embd')} is not divisible by "
+                        f"n_head={raw.get('n_head')}", path)
+    for k in ("dropout", "rope_theta", "norm_eps"):
+        if k in raw and (type(raw[k]) not in (int, float) or not 0 <= raw[k] < 1e12):
+            raise UserError(f"checkpoint model_args: {k}={_short(raw[k])} is not a number in range", path)
+    if raw.get("block", "gpt2") not in ("gpt2", "modern") or raw.get("mlp_act", "silu") not in ("silu", "relu2"):
+        raise UserError(f"checkpoint model_args: unknown block {_short(raw.get('block'))} or mlp_act "
+                        f"{_short(raw.get('mlp_act'))}", path)
+    return ModelArgs(**raw)
 
 
 def is_finite(model: torch.nn.Module) -> bool:
@@ -31,26 +91,35 @@ def is_finite(model: torch.nn.Module) -> bool:
 def check_resumable(ckpt: dict[str, Any], cfg: TinyGPTConfig, tok: TinyTokenizer, path: Path) -> None:
     """Refuse to resume a checkpoint made by something else, with another tokenizer or model shape."""
     if ckpt.get("format") != CKPT_FORMAT:
-        raise UserError(f"not a tiny GPT checkpoint (format {ckpt.get('format')!r}); "
+        raise UserError(f"not a tiny GPT checkpoint (format {_short(ckpt.get('format'))}); "
                         f"use another out_dir or init_from=scratch", path)
-    saved_tok = ckpt.get("tokenizer", {})
+    missing = [k for k in RESUME_KEYS if k not in ckpt]
+    if missing:
+        raise UserError(f"checkpoint is incomplete (no {', '.join(missing)}): it cannot resume training; use another "
+                        f"out_dir or init_from=scratch", path)
+    model_args_from(ckpt, path)
+    saved_tok = ckpt.get("tokenizer")
+    if not isinstance(saved_tok, dict):
+        raise UserError("checkpoint is damaged (tokenizer is not a mapping); use another out_dir or init_from=scratch",
+                        path)
     if saved_tok.get("sha256") != tok.sha256 or saved_tok.get("vocab_size") != tok.vocab_size:
         raise UserError(
             f"tokenizer {tok.path} (vocab {tok.vocab_size}, sha256 {tok.sha256[:12]}) differs "
-            f"from the one this checkpoint was trained with (vocab {saved_tok.get('vocab_size')}, sha256 "
-            f"{str(saved_tok.get('sha256'))[:12]}); restore that tokenizer, use another out_dir, or "
+            f"from the one this checkpoint was trained with (vocab {_short(saved_tok.get('vocab_size'))}, sha256 "
+            f"{_short(saved_tok.get('sha256'))[:14]}); restore that tokenizer, use another out_dir, or "
             f"init_from=scratch", path)
     saved_args = {**MODEL_KEY_DEFAULTS, **ckpt["model_args"]}
     keys = [k for k in MODEL_KEYS if k != "mlp_act" or cfg.block == "modern"]  # gpt2 has no mlp_act
-    diffs = [f"{k}={saved_args[k]!r} (config says {getattr(cfg, k)!r})" for k in keys
+    diffs = [f"{k}={_short(saved_args.get(k))} (config says {getattr(cfg, k)!r})" for k in keys
              if saved_args.get(k) != getattr(cfg, k)]
     if diffs:
         raise UserError(f"checkpoint was trained with {', '.join(diffs)}; use another out_dir or "
                         f"init_from=scratch to start over", path)
-    saved_opt = ckpt.get("config", {}).get("optimizer", "adamw")  # checkpoints before Muon were AdamW
+    saved_cfg = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else {}
+    saved_opt = saved_cfg.get("optimizer", "adamw")  # checkpoints before Muon were AdamW
     if saved_opt != cfg.optimizer:
-        raise UserError(f"checkpoint was trained with optimizer={saved_opt} (config says {cfg.optimizer}); "
-                        f"set optimizer={saved_opt}, use another out_dir, or init_from=scratch", path)
+        raise UserError(f"checkpoint was trained with optimizer={_plain(saved_opt)} (config says {cfg.optimizer}); "
+                        f"set optimizer={_plain(saved_opt)}, use another out_dir, or init_from=scratch", path)
 
 
 def find_checkpoint(cfg: TinyGPTConfig, explicit: str | None = None) -> Path:
@@ -74,10 +143,13 @@ def load_for_inference(cfg: TinyGPTConfig, checkpoint: str | None = None,
     ckpt = load_checkpoint(path, map_location="cpu")
     if ckpt.get("format") != CKPT_FORMAT:
         raise UserError("not a tiny GPT checkpoint", path)
-    args = ModelArgs(**ckpt["model_args"])
+    args = model_args_from(ckpt, path)
     args.dropout = 0.0
-    model = TinyGPT(args)
-    model.load_state_dict(ckpt["model"])
+    with damaged_checkpoint(path):
+        model = TinyGPT(args)
+        model.load_state_dict(ckpt["model"])
+        if not isinstance(ckpt["tokenizer_json"], str):
+            raise TypeError("tokenizer_json is not text")
     model.to(dev).eval()
     tok = tokenizer_from_json(ckpt["tokenizer_json"], f"{path} (embedded tokenizer)")
     return model, tok, path, ckpt

@@ -158,11 +158,10 @@ class TinyGPTConfig:
     def check_data_files(self, need_val: bool = True) -> None:
         """Missing data is the most common first-run mistake: say which file and how to make it. Also refuse,
         before any work, a tokenizer_path that is a folder and an out_dir that is (or lies inside) a file."""
-        from ..fileio import verify_output_set
+        from ..fileio import check_prepared
 
         files = [("train_file", self.train_file)] + ([("val_file", self.val_file)] if need_val else [])
-        for folder in {Path(path).parent for _, path in files}:
-            verify_output_set(folder)  # never a corpus half-published by a killed prepare run
+        check_prepared(*(path for _, path in files))  # never a corpus half-published by a killed prepare run
         for key, path in files:
             if not Path(path).is_file():
                 raise ConfigError(

@@ -119,9 +119,13 @@ def export_hf(model: TinyGPT, tok: TinyTokenizer, out_dir: str | Path) -> Path:
     hf.generation_config.eos_token_id = [end_id, tok.them_id]
     hf.generation_config.pad_token_id = end_id
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    hf.save_pretrained(out_dir)
-    hf_tok = load_hf_tokenizer(tok)
-    hf_tok.model_max_length = a.block_size
-    hf_tok.save_pretrained(out_dir)
+    from ..fileio import make_private_dirs
+    from ..runstate import private_umask
+
+    make_private_dirs(out_dir)  # 0700, parents too; a read-only place is one line
+    with private_umask():  # the exported model is trained on someone's chats: 0600 files
+        hf.save_pretrained(out_dir)
+        hf_tok = load_hf_tokenizer(tok)
+        hf_tok.model_max_length = a.block_size
+        hf_tok.save_pretrained(out_dir)
     return out_dir

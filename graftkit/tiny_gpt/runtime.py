@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -173,27 +172,25 @@ def mean_over_ranks(rt: Runtime, value: torch.Tensor) -> torch.Tensor:
 
 
 class StopFlag:
-    """Ctrl-C sets a flag; the loop finishes the current step, saves and then stops.
-    A second Ctrl-C interrupts immediately."""
+    """Ctrl-C, SIGTERM or SIGHUP (preemption, `docker stop`, a closed terminal) sets a flag; the loop
+    finishes the current step, saves and then stops. A second Ctrl-C interrupts immediately."""
 
     def __init__(self):
         self.requested = False
-        self._previous = None
+        self.signum = signal.SIGINT
+        self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> "StopFlag":
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.getsignal(signal.SIGINT)
-            signal.signal(signal.SIGINT, self._handler)
+        from ..runstate import on_stop_signal
+
+        self._stack.enter_context(on_stop_signal(self._request))
         return self
 
-    def _handler(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
+    def _request(self, signum: int) -> None:
+        self.requested, self.signum = True, signum
 
     def __exit__(self, *exc) -> bool:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        self._stack.close()
         return False
 
 
