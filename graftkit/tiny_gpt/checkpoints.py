@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from ..checkpoint import load_checkpoint
+from ..config import brief
 from ..errors import UserError
 from .config import MODEL_KEY_DEFAULTS, MODEL_KEYS, TinyGPTConfig
 from .model import ModelArgs, TinyGPT
@@ -29,28 +30,43 @@ def is_finite(model: torch.nn.Module) -> bool:
 
 
 def check_resumable(ckpt: dict[str, Any], cfg: TinyGPTConfig, tok: TinyTokenizer, path: Path) -> None:
-    """Refuse to resume a checkpoint made by something else, with another tokenizer or model shape."""
-    if ckpt.get("format") != CKPT_FORMAT:
-        raise UserError(f"not a tiny GPT checkpoint (format {ckpt.get('format')!r}); "
-                        f"use another out_dir or init_from=scratch", path)
-    saved_tok = ckpt.get("tokenizer", {})
+    """Refuse to resume a checkpoint made by something else, with another tokenizer or model shape.
+
+    Every value read from the file is checked for type before it is compared or shown: a 1.5 KB
+    last.pt of shared nested lists passes weights_only, and printing it took 108 s and 8 GB."""
+    check_format(ckpt, path, "use another out_dir or init_from=scratch")
+    saved_tok = ckpt.get("tokenizer")
+    saved_tok = saved_tok if isinstance(saved_tok, dict) else {}
     if saved_tok.get("sha256") != tok.sha256 or saved_tok.get("vocab_size") != tok.vocab_size:
         raise UserError(
             f"tokenizer {tok.path} (vocab {tok.vocab_size}, sha256 {tok.sha256[:12]}) differs "
-            f"from the one this checkpoint was trained with (vocab {saved_tok.get('vocab_size')}, sha256 "
-            f"{str(saved_tok.get('sha256'))[:12]}); restore that tokenizer, use another out_dir, or "
+            f"from the one this checkpoint was trained with (vocab {brief(saved_tok.get('vocab_size'))}, sha256 "
+            f"{brief(saved_tok.get('sha256'), 12)}); restore that tokenizer, use another out_dir, or "
             f"init_from=scratch", path)
-    saved_args = {**MODEL_KEY_DEFAULTS, **ckpt["model_args"]}
+    model_args = ckpt.get("model_args")
+    if not isinstance(model_args, dict):
+        raise UserError(f"damaged checkpoint: model_args is {brief(model_args)}, not a mapping; use another "
+                        f"out_dir or init_from=scratch", path)
+    saved_args = {**MODEL_KEY_DEFAULTS, **model_args}
     keys = [k for k in MODEL_KEYS if k != "mlp_act" or cfg.block == "modern"]  # gpt2 has no mlp_act
-    diffs = [f"{k}={saved_args[k]!r} (config says {getattr(cfg, k)!r})" for k in keys
+    diffs = [f"{k}={brief(saved_args.get(k))} (config says {getattr(cfg, k)!r})" for k in keys
              if saved_args.get(k) != getattr(cfg, k)]
     if diffs:
         raise UserError(f"checkpoint was trained with {', '.join(diffs)}; use another out_dir or "
                         f"init_from=scratch to start over", path)
-    saved_opt = ckpt.get("config", {}).get("optimizer", "adamw")  # checkpoints before Muon were AdamW
+    saved_cfg = ckpt.get("config")
+    saved_opt = saved_cfg.get("optimizer", "adamw") if isinstance(saved_cfg, dict) else "adamw"  # pre-Muon: AdamW
     if saved_opt != cfg.optimizer:
-        raise UserError(f"checkpoint was trained with optimizer={saved_opt} (config says {cfg.optimizer}); "
-                        f"set optimizer={saved_opt}, use another out_dir, or init_from=scratch", path)
+        raise UserError(f"checkpoint was trained with optimizer={brief(saved_opt)} (config says {cfg.optimizer}); "
+                        f"set optimizer={brief(saved_opt)}, use another out_dir, or init_from=scratch", path)
+
+
+def check_format(ckpt: Any, path: Path | str, hint: str) -> None:
+    """A UserError unless `ckpt` is a dict whose `format` is this kit's tiny GPT format string. The
+    found value is shown through config.brief (type and size checked before anything is formatted)."""
+    fmt = ckpt.get("format") if isinstance(ckpt, dict) else None
+    if not isinstance(fmt, str) or fmt != CKPT_FORMAT:
+        raise UserError(f"not a tiny GPT checkpoint (format {brief(fmt)}); {hint}", path)
 
 
 def find_checkpoint(cfg: TinyGPTConfig, explicit: str | None = None) -> Path:
@@ -72,8 +88,7 @@ def load_for_inference(cfg: TinyGPTConfig, checkpoint: str | None = None,
     path = find_checkpoint(cfg, checkpoint)
     dev = device or resolve_device(cfg.device)
     ckpt = load_checkpoint(path, map_location="cpu")
-    if ckpt.get("format") != CKPT_FORMAT:
-        raise UserError("not a tiny GPT checkpoint", path)
+    check_format(ckpt, path, "give the best.pt or last.pt that train_tiny_gpt.py wrote")
     args = ModelArgs(**ckpt["model_args"])
     args.dropout = 0.0
     model = TinyGPT(args)
