@@ -9,7 +9,6 @@ by their exact wording instead.
 from __future__ import annotations
 
 import csv
-import io
 import re
 from datetime import datetime
 from pathlib import Path
@@ -17,7 +16,8 @@ from typing import Any
 
 from ..errors import InputError
 from ..messages import Message
-from .base import Parser, Sniff, load_json_messages, read_text
+from .base import Parser, Sniff, load_json_messages
+from .generic_csv import csv_rows
 
 JSON_NAME = "discordchatexporter_json"
 CSV_NAME = "discordchatexporter_csv"
@@ -166,20 +166,11 @@ def _norm_date(d: str) -> str:
 
 
 def _parse_csv(path: Path) -> list[Message]:
-    text = read_text(path)
-    reader = csv.reader(io.StringIO(text, newline=""))
-    rows: list[tuple[int, list[str]]] = []
-    try:
-        header = next(reader, None)
-        if header != CSV_HEADER:
-            raise InputError(f"expected header {','.join(CSV_HEADER)}", path, 1)
-        start = reader.line_num + 1
-        for row in reader:
-            if row:
-                rows.append((start, row))
-            start = reader.line_num + 1
-    except csv.Error as e:
-        raise InputError(f"broken CSV: {e}", path, reader.line_num) from None
+    stream = csv_rows(path)  # streamed; a huge field stops at the limit (generic_csv.MAX_FIELD_CHARS)
+    first = next(stream, None)
+    if first is None or first[1] != CSV_HEADER:
+        raise InputError(f"expected header {','.join(CSV_HEADER)}", path, 1)
+    rows = list(stream)
     for line, row in rows:
         if len(row) != len(CSV_HEADER):
             raise InputError(f"expected {len(CSV_HEADER)} fields, got {len(row)}", path, line)
