@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..messages import Message
-from .base import Parser, Sniff, load_json_messages, sniff_json_messages, utc_iso
+from .base import Parser, Sniff, epoch_iso, load_json_messages, sniff_json_messages
 from .walk import Folder
 
 MESSENGER = "messenger_json"
@@ -110,6 +110,7 @@ def _read_part(path: Path) -> tuple[dict, list[tuple[int, dict]]]:
         ts = m.get("timestamp_ms")
         if not isinstance(ts, (int, float)) or isinstance(ts, bool):
             raise InputError(f"message {i}: missing or non-numeric 'timestamp_ms'", path)
+        epoch_iso(ts, 1000, f"message {i}: timestamp_ms", path)  # NaN, Infinity, 400 digits: one clear error
         out.append((int(ts), m))
     return data, out
 
@@ -123,10 +124,7 @@ def _to_message(ts_ms: int, m: dict, conversation: str, source: str, path: Path)
     sender = m.get("sender_name")
     sender = fix_mojibake(sender) if isinstance(sender, str) else None
     media = not isinstance(content, str) or any(m.get(k) for k in _MEDIA_KEYS)
-    try:
-        timestamp = utc_iso(ts_ms / 1000)
-    except ValueError:
-        raise InputError(f"timestamp_ms out of range: {ts_ms}", path) from None
+    timestamp = epoch_iso(ts_ms, 1000, "timestamp_ms", path)
     return Message(sender=sender, text=text, timestamp=timestamp, conversation=conversation, source=source,
                    media=media)
 

@@ -21,7 +21,8 @@ from typing import Any
 
 from ..errors import InputError
 from ..messages import Message
-from .base import Parser, Sniff, load_json, utc_iso
+from ..config import brief
+from .base import Parser, Sniff, epoch_iso, load_json
 from .walk import Folder
 
 NAME = "slack_export"
@@ -95,9 +96,9 @@ def _ts_key(ts: Any, path: Path, i: int) -> Decimal:
     try:
         key = Decimal(str(ts))
     except (InvalidOperation, ValueError):
-        raise InputError(f"message {i}: unreadable ts {ts!r}", path) from None
+        raise InputError(f"message {i}: unreadable ts {brief(ts)}", path) from None
     if not key.is_finite():
-        raise InputError(f"message {i}: unreadable ts {ts!r}", path)
+        raise InputError(f"message {i}: unreadable ts {brief(ts)}", path)
     return key
 
 
@@ -143,10 +144,7 @@ def _parse_export(root: Path) -> list[Message]:
                 key = _ts_key(m.get("ts"), day, i)
                 text = m.get("text") if isinstance(m.get("text"), str) else ""
                 media = not text and bool(m.get("files") or m.get("attachments") or m.get("upload"))
-                try:
-                    timestamp = utc_iso(float(key))
-                except ValueError:
-                    raise InputError(f"message {i}: ts out of range {m.get('ts')!r}", day) from None
+                timestamp = epoch_iso(float(key), 1, f"message {i}: ts", day)
                 entries.append((key, seq, Message(sender=_sender(m, users), text=text, timestamp=timestamp,
                                                   conversation=folder.name, source=NAME, media=media)))
                 seq += 1
