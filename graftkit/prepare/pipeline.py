@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from tqdm import tqdm
 
-from ..corpus import END, ME, THEM, neutralise_markers, render_session
+from ..corpus import END, ME, THEM, neutralise_markers, render_session, special_pattern
 from ..errors import UserError
 from ..fileio import OutputSet
 from ..messages import Message
@@ -331,7 +331,7 @@ def _prepare(opts: PrepareOptions, ask: Callable[[str], str]) -> dict[str, Any]:
             m.text = sc(m.text)
         for m in loaded.training:
             m.text = sc(m.text)
-    escaped = _neutralise(chat, loaded.training, names_out)
+    escaped = _neutralise(chat, loaded.training, names_out, _extra_specials(counter))
 
     me_name = max(me, key=counts.__getitem__) if me else (opts.me[0] if opts.me else None)
     system_prompt = _system_prompt(opts.system_prompt, names_out.get(me_name, me_name))  # scrubbed name
@@ -444,22 +444,30 @@ def printable(text: str) -> str:
     return text if text.isascii() else text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _neutralise(chat: list[Message], training: list[Message], names_out: dict) -> dict[str, int]:
+def _extra_specials(counter: Any) -> re.Pattern | None:
+    """The --tokenizer's special tokens that neutralise_markers' built-in patterns do not already break."""
+    if counter is None:
+        return None
+    return special_pattern(t for t in counter.specials if neutralise_markers(t)[1] == 0)
+
+
+def _neutralise(chat: list[Message], training: list[Message], names_out: dict,
+                extra: re.Pattern | None = None) -> dict[str, int]:
     """Break every special-token string (graftkit.corpus.neutralise_markers) in the texts and the
     sender names that reach the outputs; returns how many texts and names had one (stats.json)."""
     texts = 0
     for msgs in (chat, training):
         for m in msgs:
             t = m.text
-            if "<" in t or "[" in t:
-                new, n = neutralise_markers(t)
+            if extra is not None or "<" in t or "[" in t:
+                new, n = neutralise_markers(t, extra)
                 if n:
                     m.text = new
                     texts += 1
     names = 0
     for s, name in names_out.items():
         if name:
-            new, n = neutralise_markers(name)
+            new, n = neutralise_markers(name, extra)
             if n:
                 names_out[s] = new
                 names += 1
