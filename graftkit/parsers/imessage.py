@@ -103,11 +103,9 @@ IN_USE = "chat.db is in use (Messages is open, or another program is writing it)
 
 
 def _in_use(path: Path) -> bool:
-    """True when another process holds a write lock on the database, or is in the middle of writing it
-    (a hot rollback journal). Probed by taking, then releasing, the shared lock every SQLite reader
-    takes: SQLite's lock bytes start at 1 GiB (the PENDING byte), which no data ever overlaps."""
-    if os.path.exists(str(path) + "-journal"):
-        return True
+    """True when another process holds a write lock on the database. Probed by taking, then releasing,
+    the shared lock every SQLite reader takes: SQLite's lock bytes start at 1 GiB (the PENDING byte),
+    which no data ever overlaps."""
     try:
         import fcntl
     except ImportError:  # Windows: no POSIX locks to probe
@@ -226,6 +224,9 @@ def _parse(path: Path) -> list[Message]:
         raise InputError(problem, path)
     if _in_use(path):
         raise InputError(IN_USE, path)
+    if os.path.exists(str(path) + "-journal"):  # read as is, the half-done write would be read as data
+        raise InputError("chat.db-journal lies beside it: a write to chat.db was interrupted; open Messages once "
+                         "and close it (that finishes or undoes the write), then try again", path)
     deadline = time.monotonic() + MAX_SECONDS
     try:
         with open_chat_db(path) as con:

@@ -99,6 +99,9 @@ class PrepareOptions:
             raise UserError("--max-seq-length must be positive")
         if self.date_order not in (None, "dmy", "mdy", "ymd"):
             raise UserError(f"--date-order must be dmy, mdy or ymd (got {self.date_order!r})")
+        for what, value in (("--out", self.out), ("--tokenizer", self.tokenizer), *(("INPUT", i) for i in self.inputs)):
+            if value is not None and "\x00" in str(value):  # only from Python (a shell cannot pass one)
+                raise UserError(f"{what} contains a NUL character (\\x00), which no path can hold")
 
 
 @dataclass
