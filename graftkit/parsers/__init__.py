@@ -15,6 +15,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..config import brief
 from ..errors import InputError
 from ..messages import Message
 from . import (discord, generic_csv, google_chat, imessage, line, meta, plain, signal, slack, sms,
@@ -169,7 +170,7 @@ def _unpack(zpath: Path, dest: Path, budget: _Budget, shown: str) -> None:
                 (dirs if info.is_dir() else files).add(name)
             clash = sorted(files & dirs)
             if clash:
-                raise InputError(f"zip holds both a file and a folder named {clash[0]!r}: damaged, or not an export",
+                raise InputError(f"zip holds both a file and a folder named {brief(clash[0])}: damaged, or not an export",
                                  shown)
             wanted = [i for i in infos if not i.is_dir() and _wanted(i.filename)]
             for info in wanted:

@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ..config import brief
 from ..errors import InputError
 from ..messages import Message
 from .base import Parser, Sniff, load_json_messages
@@ -99,7 +100,7 @@ def _parse_json(path: Path) -> list[Message]:
         try:
             timestamp = iso_seconds(ts) if isinstance(ts, str) else None
         except ValueError:
-            raise InputError(f"message {i} (id {m.get('id')}): unreadable timestamp {ts!r}", path) from None
+            raise InputError(f"message {i} (id {brief(m.get('id'))}): unreadable timestamp {brief(ts)}", path) from None
         media = not text and any(m.get(k) for k in ("attachments", "stickers", "embeds"))
         author = m.get("author")
         sender = _author_name(author)
@@ -140,7 +141,7 @@ def _pick_date_format(dates: list[tuple[int, str]], path: Path) -> str | None:
             continue
     for fmt_line, d in dates:  # name the first row no format can read
         if not _try_iso(d) and not any(_try_strptime(d, f) for f in _CSV_DATE_FORMATS):
-            raise InputError(f"unrecognised Date {d!r}", path, fmt_line)
+            raise InputError(f"unrecognised Date {brief(d)}", path, fmt_line)
     raise InputError("Date column mixes several date formats", path)
 
 

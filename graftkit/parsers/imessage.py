@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from ..config import brief
 from ..errors import InputError
 from ..messages import Message
 from .base import Parser, Sniff, utc_iso
@@ -292,7 +293,7 @@ def _read(con: sqlite3.Connection, path: Path) -> list[Message]:
         try:
             timestamp = apple_time(date)
         except ValueError:
-            raise InputError(f"message ROWID {rowid}: date out of range {date!r}", path) from None
+            raise InputError(f"message ROWID {rowid}: date out of range {brief(date)}", path) from None
         out.append(Message(sender=sender, text=text, timestamp=timestamp,
                            conversation=str(display or ident or handle or ""), source=NAME, media=media,
                            owner=bool(from_me)))

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ..config import brief
 from ..errors import InputError
 from ..messages import Message
 from .base import Parser, Sniff, epoch_iso, load_json, sniff_json_messages
@@ -150,7 +151,7 @@ def _parse(path: Path) -> list[Message]:
             if not isinstance(chat, dict):
                 raise InputError(f"chat {i} is not an object", path)
             label = _chat_label(chat, seen)
-            out.extend(_chat_messages(chat, label, path, f"chat {label!r}", owner))
+            out.extend(_chat_messages(chat, label, path, f"chat {brief(label)}", owner))
         return out
     if "messages" not in data:
         raise InputError("no 'messages' list and no 'chats.list'; not a complete Telegram export", path)
