@@ -131,9 +131,29 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
+_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def _bracket_depth(text: str) -> int:
+    """The deepest nesting of [ ] / { } in `text` (quotes not considered: an over-estimate at worst).
+    Why: PyYAML's scanner slows down quadratically with flow nesting (2,000 levels: a second on a quiet
+    machine, a minute on a busy one) before it fails; this look is linear in the number of brackets."""
+    depth = deepest = 0
+    for m in _BRACKET.finditer(text):
+        if m.group(0) in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth = max(0, depth - 1)
+    return deepest
+
+
 def _load_yaml(text: str, where: str | Path | None) -> Any:
     """yaml.safe_load, every failure as a ConfigError: syntax errors with their line, a document nested
     deeper than Python's recursion limit, a number too long to convert (over 4,300 digits)."""
+    if text.count("[") + text.count("{") > MAX_CONFIG_DEPTH and _bracket_depth(text) > MAX_CONFIG_DEPTH:
+        raise ConfigError(f"config nested more than {MAX_CONFIG_DEPTH} levels deep; a config is a flat "
+                          f"mapping of key: value", where)
     try:
         return yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
@@ -157,6 +177,9 @@ def parse_override(item: str) -> tuple[str, Any]:
     key = key.strip().lstrip("-")
     if not key:
         raise ConfigError(f"override {brief(item)} has no key before '='")
+    if raw.count("[") + raw.count("{") > MAX_CONFIG_DEPTH and _bracket_depth(raw) > MAX_CONFIG_DEPTH:
+        raise ConfigError(f"override {brief(key)}=...: nested more than {MAX_CONFIG_DEPTH} levels deep",
+                          COMMAND_LINE)
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:

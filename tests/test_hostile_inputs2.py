@@ -476,8 +476,12 @@ def test_config_nested_2000_deep(tmp_path):
         f.write_text(text)
         with pytest.raises(ConfigError, match=f"^{f}: .*(nested too deeply|nested more than 50 levels)"):
             load_config(c, f)  # before: RecursionError traceback
-    with pytest.raises(ConfigError, match="nested too deeply"):
+    with pytest.raises(ConfigError, match="nested more than 50 levels"):
         load_config(c, None, ["seed=" + "[" * 2000 + "]" * 2000])
+    block = tmp_path / "block.yaml"  # nesting by indentation, no brackets: Python's recursion limit
+    block.write_text("seed:\n" + "".join(" " * i + f"k{i}:\n" for i in range(1, 400)))
+    with pytest.raises(ConfigError, match=f"^{block}: .*(nested too deeply|nested more than 50 levels)"):
+        load_config(c, block)
 
 
 def test_cli_seed_and_nul_are_one_line(tmp_path, capsys):
