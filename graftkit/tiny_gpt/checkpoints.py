@@ -57,8 +57,9 @@ def check_resumable(ckpt: dict[str, Any], cfg: TinyGPTConfig, tok: TinyTokenizer
     saved_cfg = ckpt.get("config")
     saved_opt = saved_cfg.get("optimizer", "adamw") if isinstance(saved_cfg, dict) else "adamw"  # pre-Muon: AdamW
     if saved_opt != cfg.optimizer:
-        raise UserError(f"checkpoint was trained with optimizer={brief(saved_opt)} (config says {cfg.optimizer}); "
-                        f"set optimizer={brief(saved_opt)}, use another out_dir, or init_from=scratch", path)
+        shown = saved_opt if isinstance(saved_opt, str) and len(saved_opt) <= 40 else brief(saved_opt)
+        raise UserError(f"checkpoint was trained with optimizer={shown} (config says {cfg.optimizer}); "
+                        f"set optimizer={shown}, use another out_dir, or init_from=scratch", path)
 
 
 def check_format(ckpt: Any, path: Path | str, hint: str) -> None:
