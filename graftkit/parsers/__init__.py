@@ -9,19 +9,20 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import stat
 import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..config import brief
 from ..errors import InputError
 from ..messages import Message
 from . import (discord, generic_csv, google_chat, imessage, line, meta, plain, signal, slack, sms,
                telegram, training_jsonl, whatsapp)
 from ..fileio import own_output_names, pid_alive
 from .base import Parser, Sniff, open_regular, read_text
+from .walk import OUTSIDE, collect_skips, end_collect, examine
 
 __all__ = ["Parser", "Sniff", "read_text", "ALL_PARSERS", "FORMAT_NAMES", "ParseResult", "parse_input",
            "detect_format", "ZipLimits", "ZIP_LIMITS"]
@@ -88,11 +89,20 @@ def detect_format(path: Path) -> Parser | None:
 
 
 def _parse_one(path: Path, parser: Parser, result: ParseResult, label: str) -> None:
+    sink, token = collect_skips()  # what a folder parser skipped (links out of its folder, FIFOs)
     try:
         msgs = parser.parse(path)
     except RecursionError:
         raise InputError("nested too deeply (more than ~1000 levels of JSON brackets): not a chat export",
                          path) from None
+    finally:
+        end_collect(token)
+    for p, why in sink:
+        try:
+            shown = f"{label}/{p.relative_to(path).as_posix()}"
+        except ValueError:
+            shown = str(p)
+        result.skipped.append(f"{shown} ({why})")
     for m in msgs:
         if not m.source:
             m.source = parser.name
@@ -160,7 +170,7 @@ def _unpack(zpath: Path, dest: Path, budget: _Budget, shown: str) -> None:
                 (dirs if info.is_dir() else files).add(name)
             clash = sorted(files & dirs)
             if clash:
-                raise InputError(f"zip holds both a file and a folder named {clash[0]!r}: damaged, or not an export",
+                raise InputError(f"zip holds both a file and a folder named {brief(clash[0])}: damaged, or not an export",
                                  shown)
             wanted = [i for i in infos if not i.is_dir() and _wanted(i.filename)]
             for info in wanted:
@@ -228,9 +238,6 @@ class _Walker:
         rel = p.relative_to(self.root).as_posix()
         return f"{self.shown_root}/{rel}" if rel != "." else self.shown_root
 
-    def inside(self, real: str) -> bool:
-        return real == self.real_root or real.startswith(self.real_root.rstrip(os.sep) + os.sep)
-
     def walk(self, folder: Path) -> None:
         real = os.path.realpath(folder)
         if real in self.seen:
@@ -259,27 +266,20 @@ class _Walker:
 
     def visit(self, child: Path) -> None:
         skipped = self.result.skipped
-        try:
-            st = child.lstat()
-            if stat.S_ISLNK(st.st_mode):
-                real = os.path.realpath(child)
-                if not self.inside(real):
-                    skipped.append(f"{self.label(child)} (link to outside the folder, not followed; give its "
-                                   f"target as an INPUT to read it)")
-                    return
-                st = os.stat(real)
-            else:
-                real = os.path.realpath(child)
-        except OSError:  # a dangling link, or a loop of links
+        kind, real, _ = examine(child, self.real_root)  # the rule folder parsers follow too (walk.py)
+        if kind == "outside":
+            skipped.append(f"{self.label(child)} ({OUTSIDE})")
+            return
+        if kind == "broken":  # a dangling link, or a loop of links
             skipped.append(f"{self.label(child)} (broken link)")
             return
         if real in self.seen:  # a loop, or a second link to something already read
             return
-        if stat.S_ISDIR(st.st_mode):
+        if kind == "dir":
             self.walk(child)
             return
         self.seen.add(real)
-        if not stat.S_ISREG(st.st_mode):
+        if kind != "file":
             skipped.append(f"{self.label(child)} (not a regular file)")
             return
         suffix = child.suffix.lower()

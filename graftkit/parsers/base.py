@@ -238,6 +238,9 @@ def load_json(path: Path) -> Any:
                          e.lineno) from None
     except RecursionError:
         raise InputError("invalid JSON: nested too deeply", path) from None
+    except ValueError:  # "Exceeds the limit (4300 digits) for integer string conversion"
+        raise InputError("a number of more than 4,300 digits (valid: at most 4,300; ids, dates and counts are "
+                         "far shorter): not a chat export", path, too_long_number(text)) from None
 
 
 _MESSAGES_LIST = re.compile(r'"messages"\s*:\s*\[')
@@ -316,3 +319,35 @@ def iter_lines(path: Path, chunk_chars: int = 1 << 20, max_line_chars: int = MAX
         raise InputError("not valid UTF-8", path) from None
     except OSError as e:
         raise InputError(f"cannot read: {e.strerror or e}", path) from None
+
+
+# Epoch instants any parser accepts: the years 1 to 9999, all that datetime (and a person) can read.
+MIN_EPOCH_S, MAX_EPOCH_S = -62135596800, 253402300799
+
+
+def epoch_iso(value: Any, per_second: int, what: str, path: Path, line: int | None = None,
+              shown: Any = None) -> str:
+    """UTC ISO of the epoch number `value`, counted in 1/per_second seconds (1: seconds, 1000: ms).
+
+    Anything else (NaN, Infinity, a 400-digit number, a bool) is an InputError naming `what` (the
+    record and field), the value (bounded, config.brief) and the valid range: before, such values
+    ended in OverflowError / ValueError tracebacks from float() or datetime. `shown`: the value as
+    written in the file, when `value` is a conversion of it.
+    """
+    from ..config import brief
+
+    lo, hi = MIN_EPOCH_S * per_second, (MAX_EPOCH_S + 1) * per_second - 1
+    ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+          and lo <= value <= hi)
+    if not ok:
+        unit = "seconds" if per_second == 1 else "milliseconds" if per_second == 1000 else f"1/{per_second} s"
+        raise InputError(f"{what}: {brief(value if shown is None else shown)} is out of range (valid: {lo} to {hi}, {unit} since 1970, "
+                         f"years 1 to 9999)", path, line)
+    return utc_iso(value / per_second)
+
+
+def too_long_number(text: str) -> int | None:
+    """Line (1-based) of the first number of more than 4,300 digits in `text`, Python's limit for
+    converting digits to an int (json.loads then raises a bare ValueError); None if there is none."""
+    m = re.search(r"\d{4301}", text)
+    return None if m is None else text.count("\n", 0, m.start()) + 1

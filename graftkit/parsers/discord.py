@@ -9,15 +9,16 @@ by their exact wording instead.
 from __future__ import annotations
 
 import csv
-import io
 import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ..config import brief
 from ..errors import InputError
 from ..messages import Message
-from .base import Parser, Sniff, load_json_messages, read_text
+from .base import Parser, Sniff, load_json_messages
+from .generic_csv import csv_rows
 
 JSON_NAME = "discordchatexporter_json"
 CSV_NAME = "discordchatexporter_csv"
@@ -99,7 +100,7 @@ def _parse_json(path: Path) -> list[Message]:
         try:
             timestamp = iso_seconds(ts) if isinstance(ts, str) else None
         except ValueError:
-            raise InputError(f"message {i} (id {m.get('id')}): unreadable timestamp {ts!r}", path) from None
+            raise InputError(f"message {i} (id {brief(m.get('id'))}): unreadable timestamp {brief(ts)}", path) from None
         media = not text and any(m.get(k) for k in ("attachments", "stickers", "embeds"))
         author = m.get("author")
         sender = _author_name(author)
@@ -140,7 +141,7 @@ def _pick_date_format(dates: list[tuple[int, str]], path: Path) -> str | None:
             continue
     for fmt_line, d in dates:  # name the first row no format can read
         if not _try_iso(d) and not any(_try_strptime(d, f) for f in _CSV_DATE_FORMATS):
-            raise InputError(f"unrecognised Date {d!r}", path, fmt_line)
+            raise InputError(f"unrecognised Date {brief(d)}", path, fmt_line)
     raise InputError("Date column mixes several date formats", path)
 
 
@@ -166,20 +167,11 @@ def _norm_date(d: str) -> str:
 
 
 def _parse_csv(path: Path) -> list[Message]:
-    text = read_text(path)
-    reader = csv.reader(io.StringIO(text, newline=""))
-    rows: list[tuple[int, list[str]]] = []
-    try:
-        header = next(reader, None)
-        if header != CSV_HEADER:
-            raise InputError(f"expected header {','.join(CSV_HEADER)}", path, 1)
-        start = reader.line_num + 1
-        for row in reader:
-            if row:
-                rows.append((start, row))
-            start = reader.line_num + 1
-    except csv.Error as e:
-        raise InputError(f"broken CSV: {e}", path, reader.line_num) from None
+    stream = csv_rows(path)  # streamed; a huge field stops at the limit (generic_csv.MAX_FIELD_CHARS)
+    first = next(stream, None)
+    if first is None or first[1] != CSV_HEADER:
+        raise InputError(f"expected header {','.join(CSV_HEADER)}", path, 1)
+    rows = list(stream)
     for line, row in rows:
         if len(row) != len(CSV_HEADER):
             raise InputError(f"expected {len(CSV_HEADER)} fields, got {len(row)}", path, line)

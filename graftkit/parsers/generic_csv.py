@@ -9,16 +9,50 @@ Only a header naming all three columns is claimed: DiscordChatExporter's CSV
 from __future__ import annotations
 
 import csv
-import io
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterator
 
+from ..config import brief
 from ..errors import InputError
 from ..messages import Message
-from .base import Parser, Sniff, read_text
+from .base import Parser, Sniff, iter_lines
 
 SOURCE = "generic_csv"
 COLUMNS = ("timestamp", "sender", "text")
+# The longest field read (the csv module's own default limit). Lines are streamed and a physical line
+# may be at most this plus a little (the row's other fields), so a 1 GB field fails after reading
+# about this much, instead of after holding the whole file twice (5.3 GB for a 1 GB field before).
+MAX_FIELD_CHARS = 131_072
+
+
+def csv_rows(path: Path, strict: bool = False) -> Iterator[tuple[int, list[str]]]:
+    """(line the row starts on, fields) of every non-empty CSV row, streamed from `path` (UTF-8 with or
+    without BOM, or UTF-16). Errors are InputErrors naming the line: malformed quoting, or a field
+    longer than MAX_FIELD_CHARS (a physical line that long is refused before it is held whole)."""
+    limit = MAX_FIELD_CHARS
+    lines = iter_lines(path, max_line_chars=limit + 4096)
+    start = 1
+    reader = csv.reader((line + "\n" for line in lines), strict=strict)
+    old = csv.field_size_limit(limit)
+    try:
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:
+                raise InputError(f"malformed CSV: {e}", path, start) from None
+            except InputError as e:
+                if e.message.startswith("a line longer"):
+                    raise InputError(f"a CSV field longer than {limit:,} characters: not a chat export, or a "
+                                     f"damaged one", path, e.line) from None
+                raise
+            if row:
+                yield start, row
+            start = reader.line_num + 1
+    finally:
+        csv.field_size_limit(old)
 
 
 def _columns(header: list[str]) -> dict[str, int] | None:
@@ -48,7 +82,7 @@ def normalise_timestamp(raw: str) -> str | None:
     s = raw.strip()
     if not s:
         return None
-    if s.isdigit() and 9 <= len(s) <= 13:
+    if s.isascii() and s.isdigit() and 9 <= len(s) <= 13:  # isdigit() alone also takes "¹²³" and "٣"
         seconds = int(s) / 1000 if len(s) >= 12 else int(s)
         return datetime.fromtimestamp(int(seconds), timezone.utc).isoformat()
     try:
@@ -59,29 +93,24 @@ def normalise_timestamp(raw: str) -> str | None:
 
 def _parse(path: Path) -> list[Message]:
     # strict: an unterminated quote must be an error, not a last message swallowing the rest of the file
-    reader = csv.reader(io.StringIO(read_text(path), newline=""), strict=True)
-    start = 1  # line the current row starts on (rows may span lines)
-    try:
-        header = next(reader, None)
-        if header is None:
-            raise InputError("empty CSV file", path)
-        cols = _columns(header)
-        if cols is None:
-            raise InputError(f"CSV header must name the columns {', '.join(COLUMNS)}; got {header!r}", path, 1)
-        its, isd, itx = cols["timestamp"], cols["sender"], cols["text"]
-        msgs: list[Message] = []
-        start = reader.line_num + 1
-        for row in reader:
-            if row:  # blank lines are skipped
-                if len(row) != len(header):
-                    raise InputError(f"expected {len(header)} fields, got {len(row)}", path, start)
-                text = row[itx]
-                if "\r" in text:
-                    text = text.replace("\r\n", "\n").replace("\r", "\n")
-                msgs.append(Message(row[isd] or None, text, normalise_timestamp(row[its]), "", SOURCE))
-            start = reader.line_num + 1
-    except csv.Error as e:
-        raise InputError(f"malformed CSV: {e}", path, start) from None
+    rows = csv_rows(path, strict=True)
+    first = next(rows, None)
+    if first is None:
+        raise InputError("empty CSV file", path)
+    header = first[1]
+    cols = _columns(header)
+    if cols is None:
+        raise InputError(f"CSV header must name the columns {', '.join(COLUMNS)}; got {brief(header)}", path,
+                         first[0])
+    its, isd, itx = cols["timestamp"], cols["sender"], cols["text"]
+    msgs: list[Message] = []
+    for start, row in rows:  # blank lines are skipped
+        if len(row) != len(header):
+            raise InputError(f"expected {len(header)} fields, got {len(row)}", path, start)
+        text = row[itx]
+        if "\r" in text:
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        msgs.append(Message(row[isd] or None, text, normalise_timestamp(row[its]), "", SOURCE))
     return msgs
 
 

@@ -21,10 +21,12 @@ import os
 import shutil
 import sqlite3
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from ..config import brief
 from ..errors import InputError
 from ..messages import Message
 from .base import Parser, Sniff, utc_iso
@@ -33,6 +35,12 @@ NAME = "imessage_chatdb"
 OWNER = "Me"
 APPLE_EPOCH = 978307200  # 2001-01-01T00:00:00Z in Unix seconds
 _REQUIRED = {"message", "handle", "chat_message_join"}
+_READ = _REQUIRED | {"chat"}  # every table the query reads
+# Bounds on one read. A real chat.db of 1M messages reads in well under a minute; a crafted one (a
+# recursive VIEW named `message`, which never ends) must not run forever.
+MAX_SECONDS = 600.0
+MAX_ROWS = 20_000_000
+_SIDE_FILES = ("-wal", "-shm", "-journal")
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -92,17 +100,54 @@ def open_chat_db(path: Path) -> Iterator[sqlite3.Connection]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+IN_USE = "chat.db is in use (Messages is open, or another program is writing it): close Messages and try again"
+
+
+def _in_use(path: Path) -> bool:
+    """True when another process holds a write lock on the database. Probed by taking, then releasing,
+    the shared lock every SQLite reader takes: SQLite's lock bytes start at 1 GiB (the PENDING byte),
+    which no data ever overlaps."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no POSIX locks to probe
+        return False
+    try:
+        with open(path, "rb") as f:
+            try:
+                fcntl.lockf(f, fcntl.LOCK_SH | fcntl.LOCK_NB, 512, 0x40000000)
+            except OSError:
+                return True
+            fcntl.lockf(f, fcntl.LOCK_UN, 512, 0x40000000)
+    except OSError:
+        return False
+    return False
+
+
 def _explain(e: sqlite3.Error, path: Path) -> str:
     msg = str(e)
     if "locked" in msg or "busy" in msg:
-        return f"the Messages database is locked ({msg}); quit Messages or copy chat.db first"
+        return f"{IN_USE} ({msg})"
     if "malformed" in msg or "not a database" in msg or "disk I/O" in msg:
+        if _in_use(path) or any(os.path.exists(str(path) + s) for s in _SIDE_FILES):
+            return (f"{IN_USE}; it changed while being read ({msg}). If Messages is closed, copy chat.db "
+                    f"again: the copy is damaged")
         return f"damaged or truncated SQLite database ({msg}); copy chat.db again with Messages closed"
     return f"cannot read Messages database: {msg}"
 
 
 def _tables(con: sqlite3.Connection) -> set[str]:
-    return {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")}
+    """Names of the real tables. Why not views: a VIEW named `message` can be an endless recursive query,
+    and a virtual table runs a module's code; the Messages app writes neither."""
+    return {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                      "AND upper(COALESCE(sql, '')) NOT LIKE 'CREATE VIRTUAL%'")}
+
+
+def _not_tables(con: sqlite3.Connection) -> list[str]:
+    """Which of the tables the query reads exist as something else (a view, a virtual table)."""
+    real = _tables(con)
+    rows = con.execute("SELECT name, type FROM sqlite_master WHERE type IN ('table', 'view')").fetchall()
+    return sorted(f"{name} ({kind if kind == 'view' else 'virtual table'})" for name, kind in rows
+                  if name in _READ and name not in real)
 
 
 def _detect(sniff: Sniff) -> bool:
@@ -115,7 +160,8 @@ def _detect(sniff: Sniff) -> bool:
         return True
     try:
         with open_chat_db(sniff.path) as con:
-            return _REQUIRED <= _tables(con)
+            names = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")}
+            return _REQUIRED <= names  # a view is claimed here and refused by the parser, naming it
     except (sqlite3.Error, OSError):
         return True
     except ValueError:
@@ -177,9 +223,22 @@ def _parse(path: Path) -> list[Message]:
     problem = sqlite_problem(path)
     if problem is not None:
         raise InputError(problem, path)
+    if _in_use(path):
+        raise InputError(IN_USE, path)
+    if os.path.exists(str(path) + "-journal"):  # read as is, the half-done write would be read as data
+        raise InputError("chat.db-journal lies beside it: a write to chat.db was interrupted; open Messages once "
+                         "and close it (that finishes or undoes the write), then try again", path)
+    deadline = time.monotonic() + MAX_SECONDS
     try:
         with open_chat_db(path) as con:
+            # every 100k SQLite steps: stop a query that runs past the deadline (returning 1 interrupts it)
+            con.set_progress_handler(lambda: int(time.monotonic() > deadline), 100_000)
             return _read(con, path)
+    except sqlite3.OperationalError as e:
+        if "interrupt" in str(e):
+            raise InputError(f"reading the Messages database took more than {MAX_SECONDS:.0f} s: not a "
+                             f"Messages database, or a damaged one", path) from None
+        raise InputError(_explain(e, path), path) from None
     except sqlite3.Error as e:
         raise InputError(_explain(e, path), path) from None
     except OSError as e:
@@ -188,6 +247,10 @@ def _parse(path: Path) -> list[Message]:
 
 def _read(con: sqlite3.Connection, path: Path) -> list[Message]:
     """Every message of an open Messages database, in chronological order."""
+    odd = _not_tables(con)
+    if odd:
+        raise InputError(f"{', '.join(odd)} must be a table: not a Messages database (the Messages app "
+                         f"writes tables only)", path)
     tables = _tables(con)
     if not _REQUIRED <= tables:
         raise InputError("SQLite file without the Messages tables (message, handle, chat_message_join)", path)
@@ -207,7 +270,9 @@ def _read(con: sqlite3.Connection, path: Path) -> list[Message]:
     query = _QUERY.format(body=body_col, has_att=has_att, filters=" AND ".join(filters))
     out: list[Message] = []
     seen: set[int] = set()
-    for rowid, text, body, from_me, date, handle, attach, display, ident in con.execute(query):
+    for n, (rowid, text, body, from_me, date, handle, attach, display, ident) in enumerate(con.execute(query)):
+        if n >= MAX_ROWS:
+            raise InputError(f"more than {MAX_ROWS:,} message rows: not a Messages database, or a damaged one", path)
         if rowid in seen:  # a message joined to two chats: keep it once
             continue
         seen.add(rowid)
@@ -228,7 +293,7 @@ def _read(con: sqlite3.Connection, path: Path) -> list[Message]:
         try:
             timestamp = apple_time(date)
         except ValueError:
-            raise InputError(f"message ROWID {rowid}: date out of range {date!r}", path) from None
+            raise InputError(f"message ROWID {rowid}: date out of range {brief(date)}", path) from None
         out.append(Message(sender=sender, text=text, timestamp=timestamp,
                            conversation=str(display or ident or handle or ""), source=NAME, media=media,
                            owner=bool(from_me)))

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..messages import Message
-from .base import Parser, Sniff, load_json_messages, sniff_json_messages, utc_iso
+from .base import Parser, Sniff, epoch_iso, load_json_messages, sniff_json_messages
+from .walk import Folder
 
 MESSENGER = "messenger_json"
 INSTAGRAM = "instagram_json"
@@ -65,12 +66,13 @@ def _is_instagram(path: Path, head: str) -> bool:
 
 
 def _thread_files(folder: Path) -> list[Path]:
-    """message_1.json, message_2.json, ... in numeric order."""
+    """message_1.json, message_2.json, ... in numeric order, listed as the folder walker lists files:
+    a link out of the thread folder is skipped and reported, never read."""
     found = []
     try:
-        for child in folder.iterdir():
+        for child in Folder(folder).files(folder):
             m = _PART.match(child.name)
-            if m and child.is_file():
+            if m and len(m.group(1)) <= 9:
                 found.append((int(m.group(1)), child))
     except OSError:
         return []
@@ -90,8 +92,8 @@ def _detect_file(instagram: bool):
 def _detect_dir(instagram: bool):
     """A thread folder: message_1.json present and in the Meta shape."""
     def detect(sniff: Sniff) -> bool:
-        first = sniff.path / "message_1.json"
-        if not first.is_file():
+        first = Folder(sniff.path).file(sniff.path, "message_1.json")
+        if first is None:
             return False
         head = _head(first)
         return _looks_meta(head) and _is_instagram(first, head) == instagram
@@ -108,6 +110,7 @@ def _read_part(path: Path) -> tuple[dict, list[tuple[int, dict]]]:
         ts = m.get("timestamp_ms")
         if not isinstance(ts, (int, float)) or isinstance(ts, bool):
             raise InputError(f"message {i}: missing or non-numeric 'timestamp_ms'", path)
+        epoch_iso(ts, 1000, f"message {i}: timestamp_ms", path)  # NaN, Infinity, 400 digits: one clear error
         out.append((int(ts), m))
     return data, out
 
@@ -121,10 +124,7 @@ def _to_message(ts_ms: int, m: dict, conversation: str, source: str, path: Path)
     sender = m.get("sender_name")
     sender = fix_mojibake(sender) if isinstance(sender, str) else None
     media = not isinstance(content, str) or any(m.get(k) for k in _MEDIA_KEYS)
-    try:
-        timestamp = utc_iso(ts_ms / 1000)
-    except ValueError:
-        raise InputError(f"timestamp_ms out of range: {ts_ms}", path) from None
+    timestamp = epoch_iso(ts_ms, 1000, "timestamp_ms", path)
     return Message(sender=sender, text=text, timestamp=timestamp, conversation=conversation, source=source,
                    media=media)
 

@@ -7,6 +7,9 @@ one folder per conversation holding `YYYY-MM-DD.json` arrays. Why the rules belo
   so one person gets one name across all channels; bots have `username`.
 - thread replies sit in the day file of their own `ts`; ordering every conversation by `ts` puts them
   where they were written. Text is raw mrkdwn, kept verbatim.
+- files are found by listing the export folder (walk.Folder: links out of it are skipped); a channel
+  name from channels.json only picks one of the folders found, it is never joined to a path
+  (`../x` or `/home/...` as a name read another folder's files before).
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ from typing import Any
 
 from ..errors import InputError
 from ..messages import Message
-from .base import Parser, Sniff, load_json, utc_iso
+from ..config import brief
+from .base import Parser, Sniff, epoch_iso, load_json
+from .walk import Folder
 
 NAME = "slack_export"
 
@@ -40,13 +45,14 @@ _SYSTEM_SUBTYPES = {
 def _detect(sniff: Sniff) -> bool:
     """users.json plus a channel list at the root of the folder."""
     root = sniff.path
-    return (root / "users.json").is_file() and any((root / f).is_file() for f in _LIST_FILES)
+    export = Folder(root)
+    return export.file(root, "users.json") is not None and any(export.file(root, f) is not None for f in _LIST_FILES)
 
 
-def _user_names(root: Path) -> dict[str, str]:
-    users = load_json(root / "users.json")
+def _user_names(path: Path) -> dict[str, str]:
+    users = load_json(path)
     if not isinstance(users, list):
-        raise InputError("expected a JSON list of users", root / "users.json")
+        raise InputError("expected a JSON list of users", path)
     names: dict[str, str] = {}
     for u in users:
         if not isinstance(u, dict) or not isinstance(u.get("id"), str):
@@ -59,32 +65,40 @@ def _user_names(root: Path) -> dict[str, str]:
     return names
 
 
-def _conversation_folders(root: Path) -> list[Path]:
-    """Every sub-folder holding day files, listed channels first, in channels.json order."""
-    listed: list[str] = []
+def _conversation_folders(export: Folder) -> list[tuple[Path, list[Path]]]:
+    """(folder, its day files) for every sub-folder holding day files, listed channels first, in
+    channels.json order. Names from the list files only select among the folders found by listing."""
+    root = export.root
+    found = {p.name: p for p in export.folders(root)}
+    order: list[str] = []
     for f in _LIST_FILES:
-        p = root / f
-        if p.is_file():
+        p = export.file(root, f)
+        if p is not None:
             data = load_json(p)
             if isinstance(data, list):
                 for c in data:
                     if isinstance(c, dict):
                         for key in ("name", "id"):
-                            if isinstance(c.get(key), str) and c[key] not in listed:
-                                listed.append(c[key])
+                            name = c.get(key)
+                            if isinstance(name, str) and name in found and name not in order:
+                                order.append(name)
                                 break
-    folders = [root / n for n in listed if (root / n).is_dir()]
-    others = sorted(p for p in root.iterdir() if p.is_dir() and p not in folders and not p.name.startswith("."))
-    return [p for p in folders + others if any(_DAY_FILE.match(c.name) for c in p.iterdir())]
+    order += sorted(n for n in found if n not in order)
+    out = []
+    for name in order:
+        days = [d for d in export.files(found[name]) if _DAY_FILE.match(d.name)]
+        if days:
+            out.append((found[name], days))
+    return out
 
 
 def _ts_key(ts: Any, path: Path, i: int) -> Decimal:
     try:
         key = Decimal(str(ts))
     except (InvalidOperation, ValueError):
-        raise InputError(f"message {i}: unreadable ts {ts!r}", path) from None
+        raise InputError(f"message {i}: unreadable ts {brief(ts)}", path) from None
     if not key.is_finite():
-        raise InputError(f"message {i}: unreadable ts {ts!r}", path)
+        raise InputError(f"message {i}: unreadable ts {brief(ts)}", path)
     return key
 
 
@@ -109,13 +123,15 @@ def _parse(root: Path) -> list[Message]:
 
 
 def _parse_export(root: Path) -> list[Message]:
-    if not (root / "users.json").is_file():
-        raise InputError("not a Slack export folder (no users.json)", root)
-    users = _user_names(root)
+    export = Folder(root)
+    users_file = export.file(root, "users.json")
+    if users_file is None:
+        raise InputError("not a Slack export folder (no users.json inside it)", root)
+    users = _user_names(users_file)
     entries: list[tuple[Decimal, int, Message]] = []
     seq = 0
-    for folder in _conversation_folders(root):
-        for day in sorted(c for c in folder.iterdir() if _DAY_FILE.match(c.name) and c.is_file()):
+    for folder, days in _conversation_folders(export):
+        for day in days:
             data = load_json(day)
             if not isinstance(data, list):
                 raise InputError("expected a JSON list of messages", day)
@@ -128,10 +144,7 @@ def _parse_export(root: Path) -> list[Message]:
                 key = _ts_key(m.get("ts"), day, i)
                 text = m.get("text") if isinstance(m.get("text"), str) else ""
                 media = not text and bool(m.get("files") or m.get("attachments") or m.get("upload"))
-                try:
-                    timestamp = utc_iso(float(key))
-                except ValueError:
-                    raise InputError(f"message {i}: ts out of range {m.get('ts')!r}", day) from None
+                timestamp = epoch_iso(float(key), 1, f"message {i}: ts", day)
                 entries.append((key, seq, Message(sender=_sender(m, users), text=text, timestamp=timestamp,
                                                   conversation=folder.name, source=NAME, media=media)))
                 seq += 1

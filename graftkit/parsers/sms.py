@@ -18,7 +18,8 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..messages import Message
-from .base import Parser, Sniff, read_text, utc_iso
+from ..config import brief
+from .base import Parser, Sniff, epoch_iso, read_text
 
 NAME = "sms_backup_restore_xml"
 OWNER = "Me"  # sent messages: the export has no name for the phone's owner (`owner=True`; --me names it)
@@ -26,8 +27,22 @@ OWNER = "Me"  # sent messages: the export has no name for the phone's owner (`ow
 _ROOT = re.compile(r"^\s*(?:<\?[^>]*\?>\s*|<!--.*?-->\s*)*<smses[\s>/]", re.S)
 _SURROGATE_RUN = re.compile(r"(?:&#(?:\d{5}|[xX][dD][89a-fA-F][0-9a-fA-F]{2});)+")
 _REF = re.compile(r"&#(\d+|[xX][0-9a-fA-F]+);")
+_INTEGER = re.compile(r"-?[0-9]+")
 _NO_NAME = {"", "(Unknown)", "null"}
 _DRAFT, _MMS_FROM, _MMS_TEXT_TYPES = "3", "137", ("text/plain",)
+
+
+_COMMENT_OR_CDATA = re.compile(r"<!--.*?-->|<!\[CDATA\[.*?\]\]>", re.S)
+
+
+def _declares_doctype(text: str) -> bool:
+    """A DOCTYPE or ENTITY declaration outside comments and CDATA. Why not a plain substring test: a
+    backup whose comment (or a message quoted in CDATA) says "<!DOCTYPE" is valid and was refused.
+    The comments are only stripped in the rare file that holds the word at all."""
+    if "<!DOCTYPE" not in text and "<!ENTITY" not in text:
+        return False
+    bare = _COMMENT_OR_CDATA.sub("", text)
+    return "<!DOCTYPE" in bare or "<!ENTITY" in bare
 
 
 def _detect(sniff: Sniff) -> bool:
@@ -52,16 +67,16 @@ def merge_surrogate_refs(text: str) -> str:
     return _SURROGATE_RUN.sub(fix_run, text)
 
 
-def _epoch_ms(value: str | None, path: Path, line: int | None) -> str | None:
+def _epoch_ms(value: str | None, path: Path, where: str) -> str | None:
     if not value or value == "null":
         return None
-    try:
-        n = int(value)
-        # milliseconds; a value below 1e10 can only be seconds (as ms it would predate April 1970),
-        # which some tools write for <mms>
-        return utc_iso(n if abs(n) < 10**10 else n / 1000)
-    except ValueError:
-        raise InputError(f"unreadable date {value!r}", path, line) from None
+    v = value.strip()
+    if not _INTEGER.fullmatch(v):
+        raise InputError(f"{where}: unreadable date {brief(value)} (valid: milliseconds since 1970)", path)
+    n = int(v) if len(v) <= 40 else float("inf")  # a 400-digit date: out of range, never converted
+    # milliseconds; a value below 1e10 can only be seconds (as ms it would predate April 1970),
+    # which some tools write for <mms>
+    return epoch_iso(n, 1 if abs(n) < 10**10 else 1000, f"{where}: date", path, shown=value)
 
 
 def _name(el: ET.Element) -> str | None:
@@ -69,18 +84,18 @@ def _name(el: ET.Element) -> str | None:
     return None if name is None or name in _NO_NAME else name
 
 
-def _sms(el: ET.Element, path: Path, line: int | None) -> Message | None:
+def _sms(el: ET.Element, path: Path, where: str) -> Message | None:
     kind = el.get("type", "1")
     if kind == _DRAFT:
         return None
     address = el.get("address") or None
     contact = _name(el) or address
     sender = contact if kind == "1" else OWNER
-    return Message(sender=sender, text=el.get("body") or "", timestamp=_epoch_ms(el.get("date"), path, line),
+    return Message(sender=sender, text=el.get("body") or "", timestamp=_epoch_ms(el.get("date"), path, where),
                    conversation=contact or "", source=NAME, owner=kind != "1")
 
 
-def _mms(el: ET.Element, path: Path, line: int | None) -> Message | None:
+def _mms(el: ET.Element, path: Path, where: str) -> Message | None:
     box = el.get("msg_box", "1")
     if box == _DRAFT:
         return None
@@ -101,17 +116,18 @@ def _mms(el: ET.Element, path: Path, line: int | None) -> Message | None:
         sender = (contact if contact and not group else None) or sender_addr or address
     else:
         sender = OWNER
-    return Message(sender=sender, text="\n".join(texts), timestamp=_epoch_ms(el.get("date"), path, line),
+    return Message(sender=sender, text="\n".join(texts), timestamp=_epoch_ms(el.get("date"), path, where),
                    conversation=contact or address or "", source=NAME, media=media, owner=box != "1")
 
 
 def _parse(path: Path) -> list[Message]:
     text = merge_surrogate_refs(read_text(path))
-    if "<!DOCTYPE" in text or "<!ENTITY" in text:
+    if _declares_doctype(text):
         raise InputError("XML with a DOCTYPE/ENTITY declaration; not an SMS Backup & Restore file", path)
     parser = ET.XMLPullParser(events=("start", "end"))
     entries: list[tuple[bool, str, int, Message]] = []
     root_seen = False
+    count: dict[str, int] = {}
     depth = 0
     chunk = 1 << 20
     try:
@@ -128,7 +144,8 @@ def _parse(path: Path) -> list[Message]:
                 depth -= 1
                 if depth != 1 or el.tag not in ("sms", "mms"):
                     continue
-                msg = (_sms if el.tag == "sms" else _mms)(el, path, None)
+                count[el.tag] = count.get(el.tag, 0) + 1
+                msg = (_sms if el.tag == "sms" else _mms)(el, path, f"<{el.tag}> number {count[el.tag]}")
                 if msg is not None:
                     entries.append((msg.timestamp is None, msg.timestamp or "", len(entries), msg))
                 el.clear()  # free bodies and base64 picture data

@@ -14,9 +14,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ..config import brief
 from ..errors import InputError
 from ..messages import Message
-from .base import Parser, Sniff, load_json, sniff_json_messages, utc_iso
+from .base import Parser, Sniff, epoch_iso, load_json, sniff_json_messages
 
 NAME = "telegram_json"
 
@@ -61,18 +62,20 @@ def flatten_text(value: Any) -> str:
     return str(value)
 
 
-def _timestamp(msg: dict) -> str | None:
+def _timestamp(msg: dict, path: Path, what: str) -> str | None:
     date = msg.get("date")
     if isinstance(date, str):
         m = _WALL_TIME.match(date)
         if m:
             return m.group(1) + (m.group(2) or ":00")
-    unix = msg.get("date_unixtime")
-    if isinstance(unix, (str, int, float)) and not isinstance(unix, bool):
+    raw = unix = msg.get("date_unixtime")
+    if isinstance(unix, str):
         try:
-            return utc_iso(float(unix))
+            unix = float(unix)  # a 400-digit string reads as inf: reported below, with the digits
         except ValueError:
-            return None
+            return None  # not a number at all: undated, as before
+    if isinstance(unix, (int, float)) and not isinstance(unix, bool):
+        return epoch_iso(unix, 1, f"{what}: date_unixtime", path, shown=raw)  # 400 digits, NaN: one clear line
     return None
 
 
@@ -109,7 +112,8 @@ def _chat_messages(chat: dict, conversation: str, path: Path, where: str,
             sender = str(sender)
         media = not text and any(msg.get(k) not in (None, "") for k in _MEDIA_KEYS)
         mine = owner[0] is not None and msg.get("from_id") == owner[0]
-        out.append(Message(sender=sender, text=text, timestamp=_timestamp(msg), conversation=conversation,
+        out.append(Message(sender=sender, text=text, timestamp=_timestamp(msg, path, f"{where}: message {i}"),
+                           conversation=conversation,
                            source=NAME, media=media, owner=mine, aliases=owner[1] if mine else ()))
     return out
 
@@ -147,7 +151,7 @@ def _parse(path: Path) -> list[Message]:
             if not isinstance(chat, dict):
                 raise InputError(f"chat {i} is not an object", path)
             label = _chat_label(chat, seen)
-            out.extend(_chat_messages(chat, label, path, f"chat {label!r}", owner))
+            out.extend(_chat_messages(chat, label, path, f"chat {brief(label)}", owner))
         return out
     if "messages" not in data:
         raise InputError("no 'messages' list and no 'chats.list'; not a complete Telegram export", path)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Iterator
 
+from ..errors import InputError
 from ..fileio import read_jsonl
 from ..messages import Message
 from ..samples import ROLE_TO_SHAREGPT, parse_record
-from .base import Parser, Sniff
+from .base import Parser, Sniff, iter_lines, too_long_number
 
 
 def _first_record(sniff: Sniff) -> dict | None:
@@ -40,9 +42,38 @@ def _detect(kind: str, turn_key: str):
     return detect
 
 
+def _records(path: Path) -> Iterator[tuple[int, object]]:
+    """read_jsonl's (line, object) pairs; a number too long to convert (json.loads raises a bare
+    ValueError for more than 4,300 digits) is one InputError naming the line, not a traceback."""
+    last = 0
+    it = read_jsonl(path)
+    while True:
+        try:
+            lineno, obj = next(it)
+        except StopIteration:
+            return
+        except InputError:
+            raise
+        except ValueError:
+            raise InputError("a number of more than 4,300 digits (valid: at most 4,300): not a training "
+                             "record", path, _long_number_line(path, last)) from None
+        last = lineno
+        yield lineno, obj
+
+
+def _long_number_line(path: Path, after: int) -> int | None:
+    try:
+        for lineno, line in enumerate(iter_lines(path), 1):
+            if lineno > after and too_long_number(line) is not None:
+                return lineno
+    except InputError:
+        pass
+    return None
+
+
 def _parse(path: Path) -> list[Message]:
     msgs: list[Message] = []
-    for idx, (lineno, obj) in enumerate(read_jsonl(path)):
+    for idx, (lineno, obj) in enumerate(_records(path)):
         kind, turns = parse_record(obj, path, lineno)
         for t in turns:
             sender = ROLE_TO_SHAREGPT[t["role"]] if kind == "sharegpt" else t["role"]

@@ -9,6 +9,7 @@ copied, and the JSON lines are built with the C string encoder (1M messages is t
 from __future__ import annotations
 
 import gc
+import json
 import re
 import sys
 import time
@@ -21,7 +22,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from tqdm import tqdm
 
-from ..corpus import END, ME, THEM, render_session
+from ..corpus import END, ME, THEM, neutralise_markers, render_session, special_pattern
 from ..errors import UserError
 from ..fileio import OutputSet
 from ..messages import Message
@@ -98,6 +99,9 @@ class PrepareOptions:
             raise UserError("--max-seq-length must be positive")
         if self.date_order not in (None, "dmy", "mdy", "ymd"):
             raise UserError(f"--date-order must be dmy, mdy or ymd (got {self.date_order!r})")
+        for what, value in (("--out", self.out), ("--tokenizer", self.tokenizer), *(("INPUT", i) for i in self.inputs)):
+            if value is not None and "\x00" in str(value):  # only from Python (a shell cannot pass one)
+                raise UserError(f"{what} contains a NUL character (\\x00), which no path can hold")
 
 
 @dataclass
@@ -133,11 +137,15 @@ def load_inputs(paths: list[str], fmt: str | None, bar: Callable = lambda x, **k
     """
     loaded = Loaded()
     owner: dict[str, int] = {}
+    # Names pass like texts: a lone surrogate (half an emoji) in a sender name crashed stats.json and the
+    # printed summary. Names are made printable once here (shown as \udXXX; --me can match that form).
+    fixed: dict[str, str] = {}
+    fixed_aliases: dict[tuple, tuple] = {}
     for i, path in enumerate(bar(paths, desc="parsing", unit="input")):
         res = parse_input(path, fmt)
-        loaded.inputs.append({"path": str(path), "files": [{"file": f, "format": k, "messages": n}
-                                                           for f, k, n in res.files],
-                              "skipped": res.skipped})
+        loaded.inputs.append({"path": printable(str(path)), "files": [{"file": printable(f), "format": k,
+                                                                       "messages": n} for f, k, n in res.files],
+                              "skipped": [printable(s) for s in res.skipped]})
         pos = 0
         for label, kind, n in res.files:
             target = loaded.training if kind in TRAINING_FORMATS else loaded.chat
@@ -146,8 +154,17 @@ def load_inputs(paths: list[str], fmt: str | None, bar: Callable = lambda x, **k
                 m = res.messages[j]
                 conv = renamed.get(m.conversation)
                 if conv is None:
-                    conv = renamed[m.conversation] = _conversation_id(m.conversation, label, kind, str(path), i, owner)
+                    conv = renamed[m.conversation] = printable(
+                        _conversation_id(m.conversation, label, kind, str(path), i, owner))
                 m.conversation = conv
+                sender = m.sender
+                if sender is not None and not sender.isascii():
+                    name = fixed.get(sender)
+                    m.sender = name if name is not None else fixed.setdefault(sender, printable(sender))
+                if m.aliases:
+                    names = fixed_aliases.get(m.aliases)
+                    m.aliases = names if names is not None else fixed_aliases.setdefault(
+                        m.aliases, tuple(map(printable, m.aliases)))
                 target.append(m)
             pos += n
     return loaded
@@ -317,6 +334,7 @@ def _prepare(opts: PrepareOptions, ask: Callable[[str], str]) -> dict[str, Any]:
             m.text = sc(m.text)
         for m in loaded.training:
             m.text = sc(m.text)
+    escaped = _neutralise(chat, loaded.training, names_out, _extra_specials(counter))
 
     me_name = max(me, key=counts.__getitem__) if me else (opts.me[0] if opts.me else None)
     system_prompt = _system_prompt(opts.system_prompt, names_out.get(me_name, me_name))  # scrubbed name
@@ -391,6 +409,7 @@ def _prepare(opts: PrepareOptions, ask: Callable[[str], str]) -> dict[str, Any]:
                 "dropped": {k: sample_drops[k] for k in ("no_me_turn", "too_short", "duplicate_sample")},
             },
             "pii": {"enabled": opts.scrub, "replacements": {k: scrubber.counts[k] for k in KINDS}},
+            "special_tokens_escaped": escaped,
             "split": {"mode": opts.split, "by": opts.split_by, "val_fraction": opts.val_fraction, "seed": opts.seed,
                       "train_units": len(live) - len(val_units), "val_units": len(val_units)},
             "tokenizer": tok,
@@ -416,9 +435,46 @@ def _prepare(opts: PrepareOptions, ask: Callable[[str], str]) -> dict[str, Any]:
         _write_samples(out, units)
         stats["corpus"] = _write_corpus(out, units, opts.group_names)
         lap("write")
-        out.write_json("stats.json", stats)
-    print(format_summary(stats))
+        out.write_text("stats.json", printable(json.dumps(stats, ensure_ascii=False, indent=2)) + "\n")
+    print(printable(format_summary(stats)))
     return stats
+
+
+def printable(text: str) -> str:
+    """`text` with lone surrogates (half an emoji from a broken export, a file name that is not UTF-8) as
+    `\\udXXX` escapes, so that writing it as UTF-8 cannot fail. Inside a JSON string literal the
+    escape is the JSON for that same character, so stats.json stays exact."""
+    return text if text.isascii() else text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _extra_specials(counter: Any) -> re.Pattern | None:
+    """The --tokenizer's special tokens that neutralise_markers' built-in patterns do not already break."""
+    if counter is None:
+        return None
+    return special_pattern(t for t in counter.specials if neutralise_markers(t)[1] == 0)
+
+
+def _neutralise(chat: list[Message], training: list[Message], names_out: dict,
+                extra: re.Pattern | None = None) -> dict[str, int]:
+    """Break every special-token string (graftkit.corpus.neutralise_markers) in the texts and the
+    sender names that reach the outputs; returns how many texts and names had one (stats.json)."""
+    texts = 0
+    for msgs in (chat, training):
+        for m in msgs:
+            t = m.text
+            if extra is not None or "<" in t or "[" in t:
+                new, n = neutralise_markers(t, extra)
+                if n:
+                    m.text = new
+                    texts += 1
+    names = 0
+    for s, name in names_out.items():
+        if name:
+            new, n = neutralise_markers(name, extra)
+            if n:
+                names_out[s] = new
+                names += 1
+    return {"texts": texts, "names": names}
 
 
 def _system_prompt(spec: str | None, me_name: str | None) -> str | None:

@@ -14,6 +14,7 @@ import sys
 from collections import Counter
 from typing import Callable, Iterable, Sequence
 
+from ..config import brief
 from ..errors import UserError
 from ..messages import Message
 
@@ -91,9 +92,9 @@ def match_me(counts: Counter, names: Sequence[str], aliases: dict[str, set[str]]
         close += [k for k in by_norm if key and key in k and k not in close][:3]
         suggestions = [by_norm[k][0] for k in close]
         hint = (f"did you mean {', '.join(repr(s) for s in suggestions)}?" if suggestions else
-                "most active senders: " + ", ".join(f"{s!r} ({n})" for s, n in counts.most_common(5)
+                "most active senders: " + ", ".join(f"{brief(s)} ({n})" for s, n in counts.most_common(5)
                                                    if s is not None))
-        raise UserError(f"--me {name!r} matches no sender; {hint}")
+        raise UserError(f"--me {brief(name)} matches no sender; {hint}")
     return me
 
 

@@ -38,6 +38,10 @@ def format_summary(stats: dict[str, Any]) -> str:
                      + "; override with --date-order dmy|mdy|ymd")
     pii = stats["pii"]
     lines.append("PII replaced: " + (_counts(pii["replacements"]) if pii["enabled"] else "off (--no-scrub)"))
+    esc = stats.get("special_tokens_escaped") or {}
+    if any(esc.values()):
+        lines.append(f"special-token strings (<|me|>, <|endoftext|>, </s>, ...) broken with U+200B so no tokenizer "
+                     f"reads them as markers: in {esc.get('texts', 0)} texts, {esc.get('names', 0)} names")
     corpus = stats.get("corpus")
     if corpus:
         lines.append(f"corpus: train {corpus['train_sessions']} sessions / {corpus['train_chars']} chars, "

@@ -20,7 +20,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from ..corpus import render_session
 from ..errors import UserError, first_line
@@ -32,6 +32,8 @@ class TokenCounter:
     kind: str  # "hf", "hf_chat_template", "tokenizers", "tiktoken"
     name: str
     lengths: Callable[[Sequence[Sample]], list[int]]
+    # the strings this tokenizer reads as one special token: prepare breaks them in texts and names too
+    specials: tuple[str, ...] = ()
 
 
 def _plain(sample: Sample) -> str:
@@ -66,8 +68,18 @@ def _hf(path: Path) -> TokenCounter:
     if getattr(tok, "chat_template", None):
         def render(sample: Sample) -> str:
             return tok.apply_chat_template([{"role": r, "content": t} for r, t in sample], tokenize=False)
-        return TokenCounter("hf_chat_template", str(path), _batched(lambda xs: encode(xs, False), render))
-    return TokenCounter("hf", str(path), _batched(lambda xs: encode(xs, True), _plain))
+        return TokenCounter("hf_chat_template", str(path), _batched(lambda xs: encode(xs, False), render),
+                            _hf_specials(tok))
+    return TokenCounter("hf", str(path), _batched(lambda xs: encode(xs, True), _plain), _hf_specials(tok))
+
+
+def _hf_specials(tok: Any) -> tuple[str, ...]:
+    found = set(getattr(tok, "all_special_tokens", None) or ())
+    try:
+        found.update(t.content for t in tok.added_tokens_decoder.values() if t.special)
+    except AttributeError:
+        pass
+    return tuple(sorted(t for t in found if isinstance(t, str) and len(t) > 1))
 
 
 def _tokenizers_file(path: Path) -> TokenCounter:
@@ -79,7 +91,12 @@ def _tokenizers_file(path: Path) -> TokenCounter:
 
     def encode(texts: list[str]) -> list[int]:
         return [len(e.ids) for e in tok.encode_batch(texts, add_special_tokens=False)]
-    return TokenCounter("tokenizers", str(path), _batched(encode, _transcript))
+    try:
+        specials = tuple(sorted(t.content for t in tok.get_added_tokens_decoder().values()
+                                if t.special and len(t.content) > 1))
+    except AttributeError:
+        specials = ()
+    return TokenCounter("tokenizers", str(path), _batched(encode, _transcript), specials)
 
 
 def fetch_timeout() -> float:
@@ -157,7 +174,8 @@ def _tiktoken(name: str) -> TokenCounter:
 
     def encode(texts: list[str]) -> list[int]:
         return [len(ids) for ids in enc.encode_ordinary_batch(texts)]
-    return TokenCounter("tiktoken", name, _batched(encode, _plain))
+    return TokenCounter("tiktoken", name, _batched(encode, _plain),
+                        tuple(sorted(t for t in enc.special_tokens_set if len(t) > 1)))
 
 
 def load_token_counter(spec: str) -> TokenCounter:

@@ -17,6 +17,7 @@ from typing import Any, Iterator
 import torch
 
 from ..checkpoint import load_checkpoint
+from ..config import brief
 from ..errors import UserError, first_line
 from .config import MODEL_KEY_DEFAULTS, MODEL_KEYS, TinyGPTConfig
 from .model import ModelArgs, TinyGPT
@@ -28,19 +29,9 @@ RESUME_KEYS = ("model", "model_args", "optimizer", "scaler", "iter", "best_val_l
                "last_eval_iter", "tokens_seen", "rng", "sampler", "tokenizer")
 
 
-def _short(value: Any) -> str:
-    """A value for an error message, bounded whatever it is (a crafted checkpoint can hold a list whose
-    repr is gigabytes long: shared nested lists)."""
-    if isinstance(value, str):
-        return repr(value[:60])
-    if value is None or isinstance(value, (bool, int, float)):
-        return repr(value)[:60]
-    return f"a {type(value).__name__}"
-
-
 def _plain(value: Any) -> str:
-    """Like _short, but a short printable string as it is (optimizer=adamw, as the user would type it)."""
-    return value if isinstance(value, str) and len(value) <= 60 and value.isprintable() else _short(value)
+    """Like config.brief, but a short printable string as it is (optimizer=adamw, as the user would type it)."""
+    return value if isinstance(value, str) and len(value) <= 60 and value.isprintable() else brief(value)
 
 
 @contextlib.contextmanager
@@ -49,7 +40,7 @@ def damaged_checkpoint(path: Path) -> Iterator[None]:
     try:
         yield
     except KeyError as e:
-        raise UserError(f"checkpoint is incomplete (no {_short(e.args[0] if e.args else '?')}); use another out_dir "
+        raise UserError(f"checkpoint is incomplete (no {brief(e.args[0] if e.args else '?')}); use another out_dir "
                         "or init_from=scratch", path) from None
     except (TypeError, ValueError, RuntimeError, AttributeError, IndexError, OverflowError) as e:
         raise UserError(f"checkpoint is damaged ({first_line(e, 160)}); use another out_dir or init_from=scratch",
@@ -64,22 +55,22 @@ def model_args_from(ckpt: dict[str, Any], path: Path) -> ModelArgs:
     fields = {f.name: f for f in dataclasses.fields(ModelArgs)}
     unknown = [k for k in raw if k not in fields]
     if unknown:
-        raise UserError(f"checkpoint model_args has unknown key {_short(unknown[0])}", path)
+        raise UserError(f"checkpoint model_args has unknown key {brief(unknown[0])}", path)
     ints = {"vocab_size": 1, "block_size": 2, "n_layer": 1, "n_head": 1, "n_embd": 1}
     for k, low in ints.items():
         v = raw.get(k, fields[k].default)
         if type(v) is not int or not low <= v <= 1 << 20:
-            raise UserError(f"checkpoint model_args: {k}={_short(v)} is not a whole number in [{low}, {1 << 20}]",
+            raise UserError(f"checkpoint model_args: {k}={brief(v)} is not a whole number in [{low}, {1 << 20}]",
                             path)
     if raw.get("n_embd", fields["n_embd"].default) % raw.get("n_head", fields["n_head"].default):
         raise UserError(f"checkpoint model_args: n_embd={raw.get('n_embd')} is not divisible by "
                         f"n_head={raw.get('n_head')}", path)
     for k in ("dropout", "rope_theta", "norm_eps"):
         if k in raw and (type(raw[k]) not in (int, float) or not 0 <= raw[k] < 1e12):
-            raise UserError(f"checkpoint model_args: {k}={_short(raw[k])} is not a number in range", path)
+            raise UserError(f"checkpoint model_args: {k}={brief(raw[k])} is not a number in range", path)
     if raw.get("block", "gpt2") not in ("gpt2", "modern") or raw.get("mlp_act", "silu") not in ("silu", "relu2"):
-        raise UserError(f"checkpoint model_args: unknown block {_short(raw.get('block'))} or mlp_act "
-                        f"{_short(raw.get('mlp_act'))}", path)
+        raise UserError(f"checkpoint model_args: unknown block {brief(raw.get('block'))} or mlp_act "
+                        f"{brief(raw.get('mlp_act'))}", path)
     return ModelArgs(**raw)
 
 
@@ -89,10 +80,11 @@ def is_finite(model: torch.nn.Module) -> bool:
 
 
 def check_resumable(ckpt: dict[str, Any], cfg: TinyGPTConfig, tok: TinyTokenizer, path: Path) -> None:
-    """Refuse to resume a checkpoint made by something else, with another tokenizer or model shape."""
-    if ckpt.get("format") != CKPT_FORMAT:
-        raise UserError(f"not a tiny GPT checkpoint (format {_short(ckpt.get('format'))}); "
-                        f"use another out_dir or init_from=scratch", path)
+    """Refuse to resume a checkpoint made by something else, with another tokenizer or model shape.
+
+    Every value read from the file is checked for type before it is compared or shown: a 1.5 KB
+    last.pt of shared nested lists passes weights_only, and printing it took 108 s and 8 GB."""
+    check_format(ckpt, path, "use another out_dir or init_from=scratch")
     missing = [k for k in RESUME_KEYS if k not in ckpt]
     if missing:
         raise UserError(f"checkpoint is incomplete (no {', '.join(missing)}): it cannot resume training; use another "
@@ -105,12 +97,16 @@ def check_resumable(ckpt: dict[str, Any], cfg: TinyGPTConfig, tok: TinyTokenizer
     if saved_tok.get("sha256") != tok.sha256 or saved_tok.get("vocab_size") != tok.vocab_size:
         raise UserError(
             f"tokenizer {tok.path} (vocab {tok.vocab_size}, sha256 {tok.sha256[:12]}) differs "
-            f"from the one this checkpoint was trained with (vocab {_short(saved_tok.get('vocab_size'))}, sha256 "
-            f"{_short(saved_tok.get('sha256'))[:14]}); restore that tokenizer, use another out_dir, or "
+            f"from the one this checkpoint was trained with (vocab {brief(saved_tok.get('vocab_size'))}, sha256 "
+            f"{brief(saved_tok.get('sha256'), 12)}); restore that tokenizer, use another out_dir, or "
             f"init_from=scratch", path)
-    saved_args = {**MODEL_KEY_DEFAULTS, **ckpt["model_args"]}
+    model_args = ckpt.get("model_args")
+    if not isinstance(model_args, dict):
+        raise UserError(f"damaged checkpoint: model_args is {brief(model_args)}, not a mapping; use another "
+                        f"out_dir or init_from=scratch", path)
+    saved_args = {**MODEL_KEY_DEFAULTS, **model_args}
     keys = [k for k in MODEL_KEYS if k != "mlp_act" or cfg.block == "modern"]  # gpt2 has no mlp_act
-    diffs = [f"{k}={_short(saved_args.get(k))} (config says {getattr(cfg, k)!r})" for k in keys
+    diffs = [f"{k}={brief(saved_args.get(k))} (config says {getattr(cfg, k)!r})" for k in keys
              if saved_args.get(k) != getattr(cfg, k)]
     if diffs:
         raise UserError(f"checkpoint was trained with {', '.join(diffs)}; use another out_dir or "
@@ -120,6 +116,14 @@ def check_resumable(ckpt: dict[str, Any], cfg: TinyGPTConfig, tok: TinyTokenizer
     if saved_opt != cfg.optimizer:
         raise UserError(f"checkpoint was trained with optimizer={_plain(saved_opt)} (config says {cfg.optimizer}); "
                         f"set optimizer={_plain(saved_opt)}, use another out_dir, or init_from=scratch", path)
+
+
+def check_format(ckpt: Any, path: Path | str, hint: str) -> None:
+    """A UserError unless `ckpt` is a dict whose `format` is this kit's tiny GPT format string. The
+    found value is shown through config.brief (type and size checked before anything is formatted)."""
+    fmt = ckpt.get("format") if isinstance(ckpt, dict) else None
+    if not isinstance(fmt, str) or fmt != CKPT_FORMAT:
+        raise UserError(f"not a tiny GPT checkpoint (format {brief(fmt)}); {hint}", path)
 
 
 def find_checkpoint(cfg: TinyGPTConfig, explicit: str | None = None) -> Path:
@@ -141,8 +145,7 @@ def load_for_inference(cfg: TinyGPTConfig, checkpoint: str | None = None,
     path = find_checkpoint(cfg, checkpoint)
     dev = device or resolve_device(cfg.device)
     ckpt = load_checkpoint(path, map_location="cpu")
-    if ckpt.get("format") != CKPT_FORMAT:
-        raise UserError("not a tiny GPT checkpoint", path)
+    check_format(ckpt, path, "give the best.pt or last.pt that train_tiny_gpt.py wrote")
     args = model_args_from(ckpt, path)
     args.dropout = 0.0
     with damaged_checkpoint(path):
