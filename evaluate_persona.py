@@ -35,6 +35,7 @@ import time
 import warnings
 from pathlib import Path
 
+from graftkit.config import brief
 from graftkit.errors import InputError, UserError, cli_main, run_script
 
 
@@ -138,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"--{flag.replace('_', '-')} must not be negative")
     if args.candidates < 2:
         raise UserError("--candidates must be at least 2")
+    if not 0 <= args.seed <= 2**32 - 1:
+        raise UserError(f"--seed must be a whole number from 0 to 4294967295, got {brief(args.seed)}")
     if args.prompt_examples < 0:
         raise UserError("--prompt-examples must not be negative (0 = no prompting baseline)")
     if args.pool_size < 0 or args.bootstrap < 1 or args.threads < 0:

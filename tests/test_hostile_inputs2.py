@@ -252,8 +252,10 @@ def test_checkpoint_of_shared_nested_lists_is_refused_before_printing(tmp_path):
     for where, path in paths.items():
         path.parent.mkdir()
         torch.save({"format": bomb, "model_args": {}} if where == "format" else {
-            "format": "graftkit-tiny-gpt/1", "model_args": {"n_layer": bomb},
-            "tokenizer": {"sha256": "x", "vocab_size": 1}}, path)
+            "format": "graftkit-tiny-gpt/1", "model_args": {"vocab_size": 1, "n_layer": bomb},
+            "tokenizer": {"sha256": "x", "vocab_size": 1},  # every other key a resumable last.pt holds
+            **{k: 0 for k in ("model", "optimizer", "scaler", "iter", "best_val_loss", "best_iter", "evals_since_best",
+                              "last_eval_iter", "tokens_seen", "rng", "sampler")}}, path)
         assert path.stat().st_size < 3000
     line, peak = bounded(f"""
         from types import SimpleNamespace
@@ -277,7 +279,7 @@ def test_checkpoint_of_shared_nested_lists_is_refused_before_printing(tmp_path):
     fmt, args, inference = line.split(" || ")
     assert fmt == (f"{paths['format']}: not a tiny GPT checkpoint (format a list of 10 items); use another out_dir "
                    f"or init_from=scratch"), fmt
-    assert "n_layer=a list of 10 items (config says" in args and len(args) < 400, args
+    assert "n_layer=a list of 10 items" in args and len(args) < 400, args
     assert inference.startswith(f"{paths['format']}: not a tiny GPT checkpoint (format a list of 10 items)")
     assert peak < 1200, peak
 
@@ -503,6 +505,11 @@ def test_cli_seed_and_nul_are_one_line(tmp_path, capsys):
     chat.write_text(whatsapp([("Alex", "hi"), ("Sam", "ok")]))
     assert cli.main([str(chat), "--me", "Sam", "--out", "a\x00b"]) == 2  # from a notebook; a shell cannot
     assert capsys.readouterr().err.strip() == "error: --out contains a NUL character (\\x00), which no path can hold"
+    import evaluate_persona
+
+    assert evaluate_persona.main(["--config", str(ROOT / "lora_config.yaml"), "--seed", str(10**30)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: --seed must be a whole number from 0 to 4294967295, got " + str(10**30)]
 
 
 # --- 16. lone surrogates in sender names ---------------------------------------------------------------------

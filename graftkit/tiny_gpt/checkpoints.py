@@ -58,6 +58,8 @@ def model_args_from(ckpt: dict[str, Any], path: Path) -> ModelArgs:
         raise UserError(f"checkpoint model_args has unknown key {brief(unknown[0])}", path)
     ints = {"vocab_size": 1, "block_size": 2, "n_layer": 1, "n_head": 1, "n_embd": 1}
     for k, low in ints.items():
+        if k not in raw and fields[k].default is dataclasses.MISSING:
+            raise UserError(f"checkpoint model_args has no {k}; not a tiny GPT checkpoint written by this kit", path)
         v = raw.get(k, fields[k].default)
         if type(v) is not int or not low <= v <= 1 << 20:
             raise UserError(f"checkpoint model_args: {k}={brief(v)} is not a whole number in [{low}, {1 << 20}]",
