@@ -226,10 +226,11 @@ def run(cfg: LoraTrainConfig) -> dict[str, Any]:
     warn_remote_code(cfg.trust_remote_code)
     # output_dir created 0700, locked against a second run (rank 0 holds it), everything written 0600
     with run_folder(out, "output_dir", lock=rank() == 0):
-        return _train(cfg, out, train_s, val_s, backend)
+        return _train(cfg, out, train_s, val_s, persona_s, backend)
 
 
-def _train(cfg: LoraTrainConfig, out: Path, train_s: list, val_s: list, backend: str) -> dict[str, Any]:
+def _train(cfg: LoraTrainConfig, out: Path, train_s: list, val_s: list, persona_s: list,
+           backend: str) -> dict[str, Any]:
     resume = resolve_resume(cfg, out)
     packing = resolve_packing(cfg, backend)
     if not val_s and cfg.early_stopping_patience:

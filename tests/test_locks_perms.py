@@ -27,18 +27,10 @@ from graftkit.runstate import LOCK_NAME, RunLock
 from test_lora import tiny_cfg as lora_cfg
 from test_lora import write_data
 from test_preemption import ENV, ROOT, signal_after_first, tiny_config, tiny_overrides  # noqa: F401
-from test_tiny_gpt import make_corpus, quiet
+from test_tiny_gpt import data_dir, quiet  # noqa: F401  (data_dir: a fixture)
 from tiny_llama import make_tiny_llama
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("tiny_data")
-    (d / "train.txt").write_text(make_corpus(220, 0), encoding="utf-8")
-    (d / "val.txt").write_text(make_corpus(30, 1), encoding="utf-8")
-    return d
 
 
 @pytest.fixture(scope="module")

@@ -23,21 +23,13 @@ from graftkit.errors import UserError
 from graftkit.tiny_gpt.config import TinyGPTConfig
 from test_lora import tiny_cfg as lora_cfg
 from test_lora import write_data
-from test_tiny_gpt import make_corpus, quiet
+from test_tiny_gpt import data_dir, quiet  # noqa: F401  (data_dir: a fixture)
 from tiny_llama import make_tiny_llama
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("tiny_data")
-    (d / "train.txt").write_text(make_corpus(220, 0), encoding="utf-8")
-    (d / "val.txt").write_text(make_corpus(30, 1), encoding="utf-8")
-    return d
 
 
 def tiny_overrides(data_dir: Path, out: Path, **kw) -> list[str]:
