@@ -12,6 +12,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -312,6 +313,7 @@ def summarize(trainer: Any, result: Any, loaded: Any, load_s: float, steps_run: 
         "peak_vram_gb": peak_vram_gb(loaded.device),
         "data": data, "exports": exports,
     }
+
 
 def kept_step(state: Any) -> int | None:
     """The step of the checkpoint the Trainer restores at the end (the best one), or None."""
