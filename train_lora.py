@@ -291,9 +291,11 @@ def _train(cfg: LoraTrainConfig, out: Path, train_s: list, val_s: list, persona_
     try:
         with stop.catching_sigint():
             result = trainer.train(resume_from_checkpoint=resume)
-    except (RuntimeError, ValueError, KeyError, OSError) as e:
+    except Exception as e:  # noqa: BLE001 -- sorted below: a full disk is one line, anything else is re-raised
         if (full := save_failure(e, out)) is not None:  # disk full / ulimit -f while the Trainer saved
             raise full from None
+        if not isinstance(e, (RuntimeError, ValueError, KeyError, OSError)):
+            raise
         if not resume or trainer.state.global_step > step_of(resume):
             raise
         raise resume_error(e, resume) from None

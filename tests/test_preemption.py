@@ -307,7 +307,6 @@ def test_repeated_sigterm_keeps_saving_but_a_second_ctrl_c_stops_at_once():
     assert e.value.signum == signal.SIGINT and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
 
 
-@pytest.mark.slow  # not verified green on the loaded shared machine before the deadline; run with -m slow
 def test_lora_checkpoint_over_the_file_size_limit_is_one_line(lora_env, tmp_path):
     """The Trainer's own save hits `ulimit -f`: one line; the next run resumes from the newest complete checkpoint."""
     out = tmp_path / "out"

@@ -152,7 +152,8 @@ def warn_remote_code(trust_remote_code: bool) -> None:
 
 def save_failure(e: BaseException, out: Path) -> UserError | None:
     """One line for a checkpoint save that ran out of space or hit the file-size limit inside the Trainer
-    (an OSError, or torch's zip writer's RuntimeError "inline_container.cc ... unexpected pos"); None for
+    (an OSError, torch's zip writer's RuntimeError "inline_container.cc ... unexpected pos", or safetensors'
+    SafetensorError "File too large"); None for
     anything else. The half-written checkpoint is skipped by the next run (newest_good_checkpoint)."""
     import errno
     import shutil
@@ -161,7 +162,10 @@ def save_failure(e: BaseException, out: Path) -> UserError | None:
     torch_write = isinstance(e, RuntimeError) and any(m in text for m in ("inline_container", "PytorchStreamWriter",
                                                                          "file write failed"))
     os_write = isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", -1))
-    if not (torch_write or os_write):
+    # safetensors' Rust writer (the adapter, written first) raises its own SafetensorError with the OS error's text
+    st_write = type(e).__name__ == "SafetensorError" and any(
+        m in text for m in ("File too large", "No space left", "Disk quota", "os error 27", "os error 28"))
+    if not (torch_write or os_write or st_write):
         return None
     try:
         free = f"{shutil.disk_usage(out).free / 2**20:,.1f} MB free there"
