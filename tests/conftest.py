@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -35,3 +38,17 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def fail_if_hung(seconds: int) -> Iterator[None]:
+    """Raise TimeoutError (a test failure) instead of hanging forever when an attack is not bounded."""
+    def boom(signum, frame):
+        raise TimeoutError("hung: the attack was not bounded")
+    old = signal.signal(signal.SIGALRM, boom)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)

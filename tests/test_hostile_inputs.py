@@ -7,7 +7,6 @@ A SIGALRM guard turns a hang (the failure these tests reproduce) into a test fai
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -16,6 +15,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
+from conftest import fail_if_hung
 
 from graftkit.errors import InputError, UserError
 from graftkit.parsers import ZipLimits, parse_input
@@ -27,13 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(autouse=True)
 def no_hang():
     """Fail (instead of hanging forever) if one test takes more than 20 s."""
-    def boom(signum, frame):
-        raise TimeoutError("hung: the attack was not bounded")
-    old = signal.signal(signal.SIGALRM, boom)
-    signal.alarm(20)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, old)
+    with fail_if_hung(20):
+        yield
 
 
 @pytest.fixture

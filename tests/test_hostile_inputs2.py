@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -19,6 +18,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
+from conftest import fail_if_hung
 
 from graftkit.config import brief, load_config
 from graftkit.corpus import END, ME, MARKER_BREAK, THEM
@@ -34,13 +35,8 @@ from test_parsers_structured import _make_chat_db  # noqa: E402
 def no_hang():
     """Fail (instead of hanging forever) if one test takes more than 180 s (each takes a few seconds; the
     attacks took minutes or never ended; the margin is for a loaded machine)."""
-    def boom(signum, frame):
-        raise TimeoutError("hung: the attack was not bounded")
-    old = signal.signal(signal.SIGALRM, boom)
-    signal.alarm(180)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, old)
+    with fail_if_hung(180):
+        yield
 
 
 # The peak RSS of this process alone. Not ru_maxrss: Linux keeps that across exec, so a child started
