@@ -17,6 +17,8 @@ bootstrap interval and its chance level:
 - persona gap: did training help more on your replies than on your partners' messages?
 - authorship of its own replies: a you / partners / junk classifier, tuned minus the same model
   writing as your partner, beside a parrot of your training messages;
+- for LoRA, the same numbers for the base model prompted with 20 of your own messages (the free
+  alternative to fine-tuning: --prompt-examples), and the speaker test's change from the base;
 then context fit (your reply among your replies to other conversations), reply perplexity, style
 statistics with intervals and side-by-side examples. See graftkit/evaluate/core.py for definitions.
 
