@@ -101,6 +101,16 @@ def build_samples(convs: Sequence[Conversation], *, max_samples: int | None, see
     return out
 
 
+def persona_items(convs: Sequence[Conversation], pool: Collection[int],
+                  seed: int) -> tuple[list[EvalSample], list[EvalSample]]:
+    """The items of who-wrote-it and the persona gap, from the conversations `pool`: every reply of the person
+    and (roles swapped) of the partners, first message only, after the whole conversation so far."""
+    person = build_samples(convs, max_samples=None, seed=seed, max_context_turns=0, only=pool)
+    partner = build_samples([swap_roles(c) for c in convs], max_samples=None, seed=seed, max_context_turns=0,
+                            only=pool)
+    return [first_message(s) for s in person], [first_message(s) for s in partner]
+
+
 def pick_conversations(convs: Sequence[Conversation], pool_size: int, seed: int) -> set[int]:
     """Whole held-out conversations, in a seeded random order, until both sides have at least `pool_size`
     messages that answer the other side (0 = every conversation).
@@ -205,9 +215,7 @@ def run_evaluation(samples: Sequence[EvalSample], models: dict[str, ReplyModel],
     # ... of whole conversations drawn at random (pick_conversations), every message of them
     pool = pick_conversations(val_convs, settings.pool_size, seed)
     all_person = build_samples(val_convs, max_samples=None, seed=seed, max_context_turns=0)
-    person_items = [first_message(s) for s in all_person if s.conv in pool]
-    partner_items = [first_message(s) for s in build_samples([swap_roles(c) for c in val_convs], max_samples=None,
-                                                             seed=seed, max_context_turns=0, only=pool)]
+    person_items, partner_items = persona_items(val_convs, pool, seed)
     me_held, them_held = turns_with_conv(val_convs, "assistant"), turns_with_conv(val_convs, "user")
     me_val, them_val = [t for _, t in me_held], [t for _, t in them_held]  # every held-out message of each side
     # the speaker test scores texts alone (no conversation to read): up to pool_size of each side, from the same pool

@@ -139,7 +139,7 @@ def load_lora(cfg: LoraTrainConfig, model_dir: str | Path | None, *, max_new_tok
               top_k: int = 0) -> Target:
     from ..lora.backend import load_base
     from ..lora.chat import chat_base_id, load_chat_model
-    from ..lora.data import render, with_system_prompt
+    from ..lora.data import renderer
     from ..lora.export import read_meta
     from .models import HFChatModel
 
@@ -152,11 +152,8 @@ def load_lora(cfg: LoraTrainConfig, model_dir: str | Path | None, *, max_new_tok
     system_prompt = cfg.system_prompt or meta.get("system_prompt", "")
     max_length = int(meta.get("max_seq_length", cfg.max_seq_length))
 
-    def render_fn(tokenizer: Any, turns: list, add_generation_prompt: bool) -> str:
-        return render(tokenizer, with_system_prompt(turns, system_prompt), info, add_generation_prompt)
-
     common = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, max_length=max_length,
-                  render=render_fn, eot=info.eot_token)
+                  render=renderer(info, system_prompt), eot=info.eot_token)
     base_label = meta.get("model_id") or cfg.base_model
     if meta.get("gguf_file"):
         base_label += f" ({meta['gguf_file']})"
@@ -188,11 +185,8 @@ def load_lora(cfg: LoraTrainConfig, model_dir: str | Path | None, *, max_new_tok
         "model_dir": str(model_dir),
     }
     def prompted(prompt: str) -> HFChatModel:  # the base model, its system prompt replaced by `prompt`
-        def render_prompted(tokenizer: Any, turns: list, add_generation_prompt: bool) -> str:
-            return render(tokenizer, with_system_prompt(turns, prompt), info, add_generation_prompt)
-
         return HFChatModel(base.model, tok, name="prompted", use_adapter=False,
-                           **{**common, "render": render_prompted})
+                           **{**common, "render": renderer(info, prompt)})
 
     return Target("lora", {"base": base, "tuned": tuned}, cfg.train_file, cfg.val_file, Path(cfg.output_dir), meta_out,
                   with_system_prompt=prompted)

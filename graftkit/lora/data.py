@@ -219,6 +219,14 @@ def setup_tokenizer(tok: Any, cfg: LoraTrainConfig) -> TemplateInfo:
 
 # ---------------------------------------------------------------------------------------------- encoding
 
+def renderer(info: "TemplateInfo", system_prompt: str) -> Any:
+    """`render_fn(tokenizer, turns, add_generation_prompt)` for HFChatModel: the training template, with
+    `system_prompt` added to conversations that have none, so scoring renders exactly as training did."""
+    def render_fn(tok: Any, turns: list, add_generation_prompt: bool) -> str:
+        return render(tok, with_system_prompt(turns, system_prompt), info, add_generation_prompt)
+    return render_fn
+
+
 class EncodeError(ValueError):
     """A conversation the chat template cannot render, or whose replies it rewrites beyond recognition."""
 

@@ -22,7 +22,7 @@ import time
 from typing import Any, Sequence
 
 from ..samples import Conversation
-from .data import Sample, split_samples, with_system_prompt
+from .data import Sample, renderer, split_samples
 
 HOLDOUT_SEED_OFFSET = 17  # the persona slice is drawn with seed + this, apart from a val split of the same file
 
@@ -43,26 +43,19 @@ class PersonaScorer:
 
     def __init__(self, model: Any, tokenizer: Any, info: Any, convs: Sequence[Conversation], *, system_prompt: str,
                  max_length: int, messages: int, seed: int, n_boot: int = 1000):
-        from ..evaluate.core import build_samples, first_message, pick_conversations
-        from ..evaluate.models import HFChatModel, swap_roles
-        from .data import render
+        from ..evaluate.core import persona_items, pick_conversations
+        from ..evaluate.models import HFChatModel
 
-        self.convs = [list(c) for c in convs]
-        pool = pick_conversations(self.convs, messages, seed)
-        person = [first_message(s) for s in build_samples(self.convs, max_samples=None, seed=seed,
-                                                           max_context_turns=0, only=pool)]
-        partner = [first_message(s) for s in build_samples([swap_roles(c) for c in self.convs], max_samples=None,
-                                                            seed=seed, max_context_turns=0, only=pool)]
+        convs = [list(c) for c in convs]
+        pool = pick_conversations(convs, messages, seed)
+        person, partner = persona_items(convs, pool, seed)
         self.items = [(s.context, s.reply, "assistant") for s in person + partner]
         self.n_person = len(person)
         self.clusters = [[s.conv for s in person], [s.conv for s in partner]]
         self.n_conversations = len(pool)
         self.seed, self.n_boot = seed, n_boot
 
-        def render_fn(tok: Any, turns: list, add_generation_prompt: bool) -> str:
-            return render(tok, with_system_prompt(turns, system_prompt), info, add_generation_prompt)
-
-        common = dict(max_length=max_length, render=render_fn, eot=info.eot_token)
+        common = dict(max_length=max_length, render=renderer(info, system_prompt), eot=info.eot_token)
         self.tuned = HFChatModel(model, tokenizer, name="tuned", use_adapter=True, **common)
         self.base = HFChatModel(model, tokenizer, name="base", use_adapter=False, **common)
         self._base_scores: Any = None
