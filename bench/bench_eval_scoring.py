@@ -38,16 +38,16 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 
 def item_sets(val: list, contexts: int, pool: int, seed: int = 1234) -> list:
-    from graftkit.evaluate.core import _subsample, build_samples, context_fit_candidates, first_message
+    from graftkit.evaluate.core import subsample, build_samples, context_fit_candidates, first_message
     from graftkit.evaluate.models import swap_roles
 
     samples = build_samples(val, max_samples=contexts, seed=seed, max_context_turns=8)
     windowed = build_samples(val, max_samples=None, seed=seed, max_context_turns=8)
     cands = context_fit_candidates(samples, windowed, 10, seed + 5)
     fit = [(s.context, c, "assistant") for s, cs in zip(samples, cands) for c in cs]
-    person = [first_message(s) for s in _subsample(build_samples(val, max_samples=None, seed=seed,
+    person = [first_message(s) for s in subsample(build_samples(val, max_samples=None, seed=seed,
                                                                  max_context_turns=0), pool, seed + 1)]
-    partner = [first_message(s) for s in _subsample(build_samples([swap_roles(c) for c in val], max_samples=None,
+    partner = [first_message(s) for s in subsample(build_samples([swap_roles(c) for c in val], max_samples=None,
                                                                    seed=seed, max_context_turns=0), pool, seed + 2)]
     own = [(s.context, s.reply, "assistant") for s in person + partner]
     return fit + own + [(swap_roles(c), t, "user") for c, t, _ in own]

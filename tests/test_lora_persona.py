@@ -43,6 +43,15 @@ def test_kept_adapter_is_the_checkpoint_with_the_best_persona_gap(env):
     for r in rows:  # every evaluation has the persona gap with its interval and both sides' drops
         assert r["eval_persona_gap_lo"] <= r["eval_persona_gap"] <= r["eval_persona_gap_hi"]
         assert abs(r["eval_persona_gap"] - (r["eval_persona_drop_person"] - r["eval_persona_drop_partners"])) < 1e-9
+        # and the report's other two persona numbers, from the same slice: who wrote it (hits@1, k+1 choices)
+        # and the speaker test (AUC with the base's beside it)
+        assert r["eval_persona_who_wrote_it_lo"] <= r["eval_persona_who_wrote_it"] <= r["eval_persona_who_wrote_it_hi"]
+        assert 0 <= r["eval_persona_who_wrote_it"] <= 1 and 0 < r["eval_persona_who_wrote_it_chance"] <= 0.5
+        assert r["eval_persona_speaker_auc_lo"] <= r["eval_persona_speaker_auc"] <= r["eval_persona_speaker_auc_hi"]
+        assert 0 <= r["eval_persona_speaker_auc_base"] <= 1
+    # the base's speaker AUC never changes (adapter off); the tuned one moves as the adapter trains
+    assert len({r["eval_persona_speaker_auc_base"] for r in rows}) == 1
+    assert len({r["eval_persona_speaker_auc"] for r in rows}) > 1
     gaps = [r["eval_persona_gap"] for r in rows]
     assert len(set(gaps)) > 1  # the adapter changes, so does the score
     best = rows[max(range(len(rows)), key=lambda i: gaps[i])]["step"]
@@ -89,3 +98,19 @@ def test_select_on_loss_and_no_holdout_keep_the_old_behaviour(env):
     assert lrs and 5e-4 < max(lrs) <= 1e-3  # auto: a model under 5B parameters trains at 1e-3
     assert summary["selection"]["persona_holdout"] is None and summary["selection"]["select_on"] == "val loss"
     assert summary["data"]["train"]["conversations"] == 32
+
+
+def test_selection_table_shows_all_three_persona_numbers_and_the_kept_step():
+    from graftkit.lora.persona import selection_table
+
+    hist = [{"loss": 3.0, "step": 5},
+            {"step": 10, "eval_loss": 3.2, "eval_persona_gap": 0.1, "eval_persona_gap_lo": -0.05,
+             "eval_persona_gap_hi": 0.2, "eval_persona_who_wrote_it": 0.125, "eval_persona_who_wrote_it_lo": 0.05,
+             "eval_persona_who_wrote_it_hi": 0.2, "eval_persona_speaker_auc": 0.61,
+             "eval_persona_speaker_auc_lo": 0.55, "eval_persona_speaker_auc_hi": 0.67},
+            {"step": 20, "eval_loss": 3.1}]  # select_on: loss, or no slice: the persona columns are empty
+    lines = selection_table(hist, kept_step=10).splitlines()
+    assert len(lines) == 3 and "who wrote it" in lines[0] and "speaker AUC" in lines[0]
+    assert "+0.1000 [-0.0500, +0.2000]" in lines[1] and "0.125 [0.050, 0.200]" in lines[1]
+    assert "0.610 [0.550, 0.670]" in lines[1] and lines[1].endswith("<- kept as adapter/")
+    assert lines[2].split()[:2] == ["20", "3.1000"] and "kept" not in lines[2] and lines[2].count("-") == 3

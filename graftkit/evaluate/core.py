@@ -158,7 +158,7 @@ def _finite(x: float) -> float | None:
     return x if isinstance(x, (int, float)) and math.isfinite(x) else None
 
 
-def _subsample(items: list, n: int, seed: int) -> list:
+def subsample(items: list, n: int, seed: int) -> list:
     if n and len(items) > n:
         keep = sorted(random.Random(seed).sample(range(len(items)), n))
         return [items[i] for i in keep]
@@ -219,9 +219,9 @@ def run_evaluation(samples: Sequence[EvalSample], models: dict[str, ReplyModel],
     me_held, them_held = turns_with_conv(val_convs, "assistant"), turns_with_conv(val_convs, "user")
     me_val, them_val = [t for _, t in me_held], [t for _, t in them_held]  # every held-out message of each side
     # the speaker test scores texts alone (no conversation to read): up to pool_size of each side, from the same pool
-    me_speak = [(c, first_line(t)) for c, t in _subsample([x for x in turns_with_conv(val_convs, "assistant")
+    me_speak = [(c, first_line(t)) for c, t in subsample([x for x in turns_with_conv(val_convs, "assistant")
                                                            if x[0] in pool], settings.pool_size, seed + 3)]
-    them_speak = [(c, first_line(t)) for c, t in _subsample([x for x in turns_with_conv(val_convs, "user")
+    them_speak = [(c, first_line(t)) for c, t in subsample([x for x in turns_with_conv(val_convs, "user")
                                                              if x[0] in pool], settings.pool_size, seed + 4)]
     # context fit: the first message of the real reply and of 9 replies to other conversations, each after the
     # whole conversation so far, like the persona items: they hang off the same trees (one pass, packing.py)

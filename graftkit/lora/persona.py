@@ -11,6 +11,13 @@ exactly evaluate_persona.py's persona gap (graftkit.evaluate.core.persona_gap_st
 interval over conversations. Learning chat in general lowers both terms; only learning the person lowers the
 first more. It selects the checkpoint kept as adapter/ and drives early stopping (`select_on: persona`).
 
+Beside it, from the same slice and computed as the report computes them, the other two persona numbers:
+who wrote it (hits@1 of 10 on the same scores: is the person's message the one the adapter gained most on,
+against nine partner messages of similar length?) and the speaker test (the first lines of both sides' messages
+read alone as the assistant and as the user: AUC, and its change from the base). A mean gap can rise on a few
+messages; who wrote it and the speaker test ask whether the gain is consistent message by message, which is
+what the report's bar is about. They are logged, not selected on (the gap is the smoothest of the three).
+
 Why a slice of the *training* file and not the validation file: evaluate_persona.py scores the validation
 conversations, and choosing the checkpoint on them would inflate its report. The slice is never trained on
 and never read by the report; train_summary.json and the report say which conversations did what.
@@ -43,7 +50,7 @@ class PersonaScorer:
 
     def __init__(self, model: Any, tokenizer: Any, info: Any, convs: Sequence[Conversation], *, system_prompt: str,
                  max_length: int, messages: int, seed: int, n_boot: int = 1000):
-        from ..evaluate.core import persona_items, pick_conversations
+        from ..evaluate.core import first_line, persona_items, pick_conversations, subsample, turns_with_conv
         from ..evaluate.models import HFChatModel
 
         convs = [list(c) for c in convs]
@@ -52,6 +59,12 @@ class PersonaScorer:
         self.items = [(s.context, s.reply, "assistant") for s in person + partner]
         self.n_person = len(person)
         self.clusters = [[s.conv for s in person], [s.conv for s in partner]]
+        # the speaker test's texts: first lines alone, up to `messages` a side from the same conversations
+        speak = [subsample([(c, first_line(t)) for c, t in turns_with_conv(convs, role) if c in pool], messages,
+                           seed + 3 + i) for i, role in enumerate(("assistant", "user"))]
+        self.speak_items = [([], t, role) for role in ("assistant", "user") for side in speak for _, t in side]
+        self.n_speak_person = len(speak[0])
+        self.speak_clusters = [[c for c, _ in side] for side in speak]
         self.n_conversations = len(pool)
         self.seed, self.n_boot = seed, n_boot
 
@@ -69,7 +82,8 @@ class PersonaScorer:
         import numpy as np
         import torch
 
-        from ..evaluate.core import persona_gap_stats
+        from ..evaluate import stats
+        from ..evaluate.core import persona_gap_stats, speaker_auc, speaker_scores, who_wrote_it_matched
 
         t = time.perf_counter()
         model = self.tuned.model
@@ -78,28 +92,50 @@ class PersonaScorer:
         try:
             with torch.no_grad():
                 if self._base_scores is None:
-                    self._base_scores = np.asarray(self.base.score(self.items), dtype=float)
-                tuned = np.asarray(self.tuned.score(self.items), dtype=float)
+                    self._base_scores = np.asarray(self.base.score(self.items + self.speak_items), dtype=float)
+                tuned = np.asarray(self.tuned.score(self.items + self.speak_items), dtype=float)
         finally:
             model.train(was_training)
-        res = persona_gap_stats(self._base_scores, tuned, self.n_person, self.clusters, seed=self.seed,
-                                n_boot=self.n_boot)
-        return {"persona_gap": res["value"], "persona_gap_lo": res["ci95"][0], "persona_gap_hi": res["ci95"][1],
-                "persona_drop_person": res["drop_person"], "persona_drop_partners": res["drop_partners"],
-                "persona_seconds": round(time.perf_counter() - t, 2)}
+        n, boot = len(self.items), dict(seed=self.seed, n_boot=self.n_boot)
+        base_own, tuned_own = self._base_scores[:n], tuned[:n]
+        res = persona_gap_stats(base_own, tuned_own, self.n_person, self.clusters, **boot)
+        out = {"persona_gap": res["value"], "persona_gap_lo": res["ci95"][0], "persona_gap_hi": res["ci95"][1],
+               "persona_drop_person": res["drop_person"], "persona_drop_partners": res["drop_partners"]}
+        # who wrote it, as the report's headline (reference: the base): the same scores, per token
+        n_tok = np.maximum(tuned_own[:, 1], 1)
+        k = max(1, min(9, n - self.n_person))
+        ww = who_wrote_it_matched((base_own[:, 0] - tuned_own[:, 0]) / n_tok, n_tok, self.n_person, k,
+                                  self.clusters, boot)
+        out.update({"persona_who_wrote_it": ww["value"], "persona_who_wrote_it_lo": ww["ci95"][0],
+                    "persona_who_wrote_it_hi": ww["ci95"][1], "persona_who_wrote_it_chance": 1 / (k + 1)})
+        if self.n_speak_person and len(self.speak_items) > 2 * self.n_speak_person:
+            sp_t, base_sp = tuned[n:], speaker_scores(self._base_scores[n:])
+            auc = speaker_auc(sp_t, self.n_speak_person, self.speak_clusters, boot)
+            out.update({"persona_speaker_auc": auc["value"], "persona_speaker_auc_lo": auc["ci95"][0],
+                        "persona_speaker_auc_hi": auc["ci95"][1],
+                        "persona_speaker_auc_base": stats.auc(base_sp[:self.n_speak_person],
+                                                              base_sp[self.n_speak_person:])})
+        out["persona_seconds"] = round(time.perf_counter() - t, 2)
+        return out
 
 
 def selection_table(log_history: list[dict], kept_step: int | None) -> str:
-    """Both curves per evaluation (val loss, persona gap) and which checkpoint was kept, for the console."""
+    """Both curves per evaluation (val loss, persona gap), who wrote it and the speaker AUC beside them, and
+    which checkpoint was kept, for the console."""
     rows = [r for r in log_history if "eval_loss" in r]
     if not rows:
         return ""
-    lines = ["  step   val loss   persona gap [95% interval]"]
-    for r in rows:
-        gap = r.get("eval_persona_gap")
-        gap_s = (f"{gap:+.4f} [{r.get('eval_persona_gap_lo', float('nan')):+.4f}, "
-                 f"{r.get('eval_persona_gap_hi', float('nan')):+.4f}]") if gap is not None else "-"
-        mark = "  <- kept as adapter/" if kept_step is not None and r.get("step") == kept_step else ""
-        lines.append(f"  {r.get('step', 0):>5}  {r['eval_loss']:9.4f}   {gap_s}{mark}")
-    return "\n".join(lines)
 
+    def ci(r: dict, key: str, fmt: str) -> str:
+        if r.get(key) is None:
+            return "-"
+        lo, hi = r.get(f"{key}_lo", float("nan")), r.get(f"{key}_hi", float("nan"))
+        return f"{r[key]:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
+
+    lines = [f"  {'step':>5}  {'val loss':>8}   {'persona gap [95% interval]':<29}  {'who wrote it':<21}  speaker AUC"]
+    for r in rows:
+        mark = "  <- kept as adapter/" if kept_step is not None and r.get("step") == kept_step else ""
+        lines.append(f"  {r.get('step', 0):>5}  {r['eval_loss']:8.4f}   {ci(r, 'eval_persona_gap', '+.4f'):<29}  "
+                     f"{ci(r, 'eval_persona_who_wrote_it', '.3f'):<21}  {ci(r, 'eval_persona_speaker_auc', '.3f')}"
+                     f"{mark}")
+    return "\n".join(lines)
