@@ -31,13 +31,21 @@ def adapter_tensors(folder: Path) -> dict:
     return load_file(str(folder / "adapter_model.safetensors"))
 
 
-def test_kept_adapter_is_the_checkpoint_with_the_best_persona_gap(env):
+SELECT = ("max_steps=8", "eval_steps=2", "save_steps=2", "save_total_limit=0", "persona_holdout=0.25",
+          "persona_messages=50", "early_stopping_patience=0", "eval_on_start=false")
+
+
+@pytest.fixture(scope="module")
+def selected(env):
+    """A run evaluated every 2 steps, every checkpoint kept."""
     from train_lora import run
 
     out = env["base"] / "select"
-    summary = run(tiny_cfg(env["tiny"], env["data"], out, "max_steps=8", "eval_steps=2", "save_steps=2",
-                           "save_total_limit=0", "persona_holdout=0.25", "persona_messages=50",
-                           "early_stopping_patience=0", "eval_on_start=false"))
+    return run(tiny_cfg(env["tiny"], env["data"], out, *SELECT)), out
+
+
+def test_kept_adapter_is_the_checkpoint_with_the_best_persona_gap(selected):
+    summary, out = selected
     rows = evals(out)
     assert [r["step"] for r in rows] == [2, 4, 6, 8]
     for r in rows:  # every evaluation has the persona gap with its interval and both sides' drops
@@ -114,3 +122,27 @@ def test_selection_table_shows_all_three_persona_numbers_and_the_kept_step():
     assert "+0.1000 [-0.0500, +0.2000]" in lines[1] and "0.125 [0.050, 0.200]" in lines[1]
     assert "0.610 [0.550, 0.670]" in lines[1] and lines[1].endswith("<- kept as adapter/")
     assert lines[2].split()[:2] == ["20", "3.1000"] and "kept" not in lines[2] and lines[2].count("-") == 3
+
+
+def test_checkpoints_rescored_give_the_numbers_the_run_logged(env, selected, tmp_path):
+    """bench/persona_checkpoints.py reloads each checkpoint into a fresh model and scores the same slice: the
+    numbers must be the ones the run logged at that step (the same weights, the same items)."""
+    import subprocess
+    import sys
+
+    from test_lora import ROOT
+
+    _, out = selected
+    cfg_args = [f"base_model={env['tiny']}", f"data_file={env['data']}", f"output_dir={out}", "val_fraction=0.2",
+                "max_seq_length=128", *SELECT]
+    res = subprocess.run([sys.executable, str(ROOT / "bench" / "persona_checkpoints.py"), str(out),
+                          "--config", str(ROOT / "lora_config.yaml"), *cfg_args, "--json", str(tmp_path / "r.json")],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rescored = {r["step"]: r for r in json.loads((tmp_path / "r.json").read_text())}
+    logged = {r["step"]: r for r in evals(out)}
+    assert sorted(rescored) == sorted(logged) == [2, 4, 6, 8]
+    for step, r in rescored.items():
+        for key in ("eval_persona_gap", "eval_persona_who_wrote_it", "eval_persona_speaker_auc"):
+            assert abs(r[key] - logged[step][key]) < 1e-4, (step, key)
+    assert "kept" not in res.stdout and len(res.stdout.splitlines()) == 6
