@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # graftkit (bench/sample_model.py imports it) when run as a script
 CACHE = ROOT / "bench" / ".cache" / "fidelity"
 RESULTS = ROOT / "bench" / "results" / "fidelity.json"
 WHEEL = "chitchat_dataset-0.9.0-py3-none-any.whl"

@@ -103,8 +103,8 @@ class LoraTrainConfig:
                             "optim name")
     eval_on_start: bool = _f(True, "evaluate once before the first step (the baseline val loss)")
     logging_steps: int = _f(10, "log the training loss every N steps (1-100)", range=(1, None))
-    eval_steps: int = _f(50, "evaluate val loss and perplexity every N steps", range=(1, None))
-    save_steps: int = _f(50, "save a checkpoint every N steps (a multiple of eval_steps when the best is kept)",
+    eval_steps: int = _f(100, "evaluate val loss, perplexity and the persona score every N steps", range=(1, None))
+    save_steps: int = _f(100, "save a checkpoint every N steps (a multiple of eval_steps when the best is kept)",
                          range=(1, None))
     save_total_limit: int = _f(3, "checkpoints to keep (older ones are deleted; 0 = keep all)", range=(0, None))
     early_stopping_patience: int = _f(3, "stop after N evaluations without improvement of the select_on number "
