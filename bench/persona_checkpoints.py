@@ -44,6 +44,7 @@ def main() -> int:
     ap.add_argument("--config", default="lora_config.yaml", help="the run's config (default: lora_config.yaml)")
     ap.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="the run's overrides")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    ap.add_argument("--steps", default="", help="only these checkpoints, comma-separated (default: all)")
     ap.add_argument("--json", type=Path, help="also write the rows here")
     args = ap.parse_intermixed_args()
 
@@ -59,6 +60,9 @@ def main() -> int:
     train_s, _ = load_splits(cfg)
     _, persona_s = split_persona_holdout(train_s, cfg.persona_holdout, cfg.seed)
     found = checkpoints(args.run_dir)
+    if args.steps:
+        wanted = {int(x) for x in args.steps.split(",") if x.strip()}
+        found = [(step, path) for step, path in found if step in wanted]
     if not persona_s or not found:
         sys.exit(f"error: {args.run_dir}: no checkpoints, or persona_holdout gives no slice")
     loaded = load_for_training(cfg, "peft")

@@ -59,9 +59,10 @@ class PersonaScorer:
         self.items = [(s.context, s.reply, "assistant") for s in person + partner]
         self.n_person = len(person)
         self.clusters = [[s.conv for s in person], [s.conv for s in partner]]
-        # the speaker test's texts: first lines alone, up to `messages` a side from the same conversations
-        speak = [subsample([(c, first_line(t)) for c, t in turns_with_conv(convs, role) if c in pool], messages,
-                           seed + 3 + i) for i, role in enumerate(("assistant", "user"))]
+        # the speaker test's texts: first lines alone, up to half of `messages` a side from the same conversations
+        # (each is read twice, once per role, and at `messages` a side they doubled the cost of an evaluation)
+        speak = [subsample([(c, first_line(t)) for c, t in turns_with_conv(convs, role) if c in pool],
+                           max(1, messages // 2), seed + 3 + i) for i, role in enumerate(("assistant", "user"))]
         self.speak_items = [([], t, role) for role in ("assistant", "user") for side in speak for _, t in side]
         self.n_speak_person = len(speak[0])
         self.speak_clusters = [[c for c, _ in side] for side in speak]
