@@ -219,10 +219,7 @@ def run_evaluation(samples: Sequence[EvalSample], models: dict[str, ReplyModel],
     me_held, them_held = turns_with_conv(val_convs, "assistant"), turns_with_conv(val_convs, "user")
     me_val, them_val = [t for _, t in me_held], [t for _, t in them_held]  # every held-out message of each side
     # the speaker test scores texts alone (no conversation to read): up to pool_size of each side, from the same pool
-    me_speak = [(c, first_line(t)) for c, t in subsample([x for x in turns_with_conv(val_convs, "assistant")
-                                                           if x[0] in pool], settings.pool_size, seed + 3)]
-    them_speak = [(c, first_line(t)) for c, t in subsample([x for x in turns_with_conv(val_convs, "user")
-                                                             if x[0] in pool], settings.pool_size, seed + 4)]
+    me_speak, them_speak = speaker_texts(val_convs, pool, settings.pool_size, seed)
     # context fit: the first message of the real reply and of 9 replies to other conversations, each after the
     # whole conversation so far, like the persona items: they hang off the same trees (one pass, packing.py)
     fit_samples = [EvalSample(s.conv, s.turn, context_before(val_convs[s.conv], s.turn), first_line(s.reply),
@@ -240,7 +237,7 @@ def run_evaluation(samples: Sequence[EvalSample], models: dict[str, ReplyModel],
     own_items = ([(s.context, s.reply, "assistant") for s in person_items]
                  + [(s.context, s.reply, "assistant") for s in partner_items])
     own_swapped = [(swap_roles(ctx), text, "user") for ctx, text, _ in own_items]
-    speak_items = [([], t, role) for role in ("assistant", "user") for _, t in me_speak + them_speak]
+    speak_items = speaker_items(me_speak, them_speak)
     cond = [m for m in models if getattr(models[m], "has_speaker", True)]  # models that read context and speaker
     # context fit is not about the person, so it is measured for the tuned model alone: the base's would only be
     # a reference (the LoRA control: 44 % tuned, 44 % base) and costs a sixth of a LoRA evaluation's scoring
@@ -544,6 +541,21 @@ def first_line(text: str) -> str:
 
 def first_message(s: EvalSample) -> EvalSample:
     return EvalSample(s.conv, s.turn, s.context, first_line(s.reply), s.partner)
+
+
+def speaker_texts(convs: Sequence[Conversation], pool: Collection[int], n: int,
+                  seed: int) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+    """The speaker test's texts: (conversation, first line) of up to `n` of the person's turns and `n` of the
+    partners', from the conversations in `pool`. Shared by the report and the LoRA training score, so both read
+    the same kind of text."""
+    me, them = (subsample([x for x in turns_with_conv(convs, role) if x[0] in pool], n, seed + off)
+                for role, off in (("assistant", 3), ("user", 4)))
+    return [(c, first_line(t)) for c, t in me], [(c, first_line(t)) for c, t in them]
+
+
+def speaker_items(me: Sequence[tuple[int, str]], them: Sequence[tuple[int, str]]) -> list[Item]:
+    """Every text alone, first as the person's turn, then as a partner's (the layout speaker_auc reads)."""
+    return [([], t, role) for role in ("assistant", "user") for _, t in [*me, *them]]
 
 
 def turns_with_conv(convs: Sequence[Conversation], role: str) -> list[tuple[int, str]]:

@@ -50,7 +50,7 @@ class PersonaScorer:
 
     def __init__(self, model: Any, tokenizer: Any, info: Any, convs: Sequence[Conversation], *, system_prompt: str,
                  max_length: int, messages: int, seed: int, n_boot: int = 1000):
-        from ..evaluate.core import first_line, persona_items, pick_conversations, subsample, turns_with_conv
+        from ..evaluate.core import persona_items, pick_conversations, speaker_items, speaker_texts
         from ..evaluate.models import HFChatModel
 
         convs = [list(c) for c in convs]
@@ -61,9 +61,8 @@ class PersonaScorer:
         self.clusters = [[s.conv for s in person], [s.conv for s in partner]]
         # the speaker test's texts: first lines alone, up to half of `messages` a side from the same conversations
         # (each is read twice, once per role, and at `messages` a side they doubled the cost of an evaluation)
-        speak = [subsample([(c, first_line(t)) for c, t in turns_with_conv(convs, role) if c in pool],
-                           max(1, messages // 2), seed + 3 + i) for i, role in enumerate(("assistant", "user"))]
-        self.speak_items = [([], t, role) for role in ("assistant", "user") for side in speak for _, t in side]
+        speak = speaker_texts(convs, pool, max(1, messages // 2), seed)
+        self.speak_items = speaker_items(*speak)
         self.n_speak_person = len(speak[0])
         self.speak_clusters = [[c for c, _ in side] for side in speak]
         self.n_conversations = len(pool)
@@ -109,7 +108,7 @@ class PersonaScorer:
                                   self.clusters, boot)
         out.update({"persona_who_wrote_it": ww["value"], "persona_who_wrote_it_lo": ww["ci95"][0],
                     "persona_who_wrote_it_hi": ww["ci95"][1], "persona_who_wrote_it_chance": 1 / (k + 1)})
-        if self.n_speak_person and len(self.speak_items) > 2 * self.n_speak_person:
+        if all(self.speak_clusters):  # texts on both sides
             sp_t, base_sp = tuned[n:], speaker_scores(self._base_scores[n:])
             auc = speaker_auc(sp_t, self.n_speak_person, self.speak_clusters, boot)
             out.update({"persona_speaker_auc": auc["value"], "persona_speaker_auc_lo": auc["ci95"][0],
