@@ -36,8 +36,8 @@ from graftkit.lora.backend import (Loaded, check_hub, check_target_modules, cuda
                                    lora_kwargs, rank, remote_code_error, resize_for_tokenizer, say, select_backend,
                                    set_generation_ids, tune_cpu_allocator)
 from graftkit.lora.config import LoraTrainConfig
-from graftkit.lora.data import (PackedCollator, check_response_part, encode_samples, load_splits, setup_tokenizer,
-                                trim_tail)
+from graftkit.lora.data import (PackedCollator, cap_samples, check_response_part, encode_samples, load_splits,
+                                setup_tokenizer, trim_tail)
 from graftkit.lora.export import GGUF_NEEDS, save_adapter, save_gguf, save_merged
 from graftkit.lora.presets import resolve_model_id
 from graftkit.lora.persona import PersonaScorer, selection_table, split_persona_holdout
@@ -217,6 +217,7 @@ def run(cfg: LoraTrainConfig) -> dict[str, Any]:
     # read by evaluate_persona.py (which scores the validation file), so choosing the checkpoint on it is honest
     # (no validation data: no evaluations, so nothing would read the slice: train on everything)
     train_s, persona_s = split_persona_holdout(train_s, cfg.persona_holdout, cfg.seed) if val_s else (train_s, [])
+    val_s = cap_samples(val_s, cfg.val_max_conversations, cfg.seed)  # the val-loss pass only (see the key)
     backend = select_backend(cfg.backend, cfg.gguf_file)
     if cfg.gguf_methods and backend != "unsloth":
         notice(GGUF_NEEDS)  # said before training, so nobody waits an hour to learn it
@@ -252,7 +253,8 @@ def _train(cfg: LoraTrainConfig, out: Path, train_s: list, val_s: list, persona_
                                       cfg.train_on)
     say(st_train.summary("train"))
     if val_s:
-        say(st_val.summary("val"))
+        cap = f" (val_max_conversations {cfg.val_max_conversations})" if cfg.val_max_conversations else ""
+        say(st_val.summary("val") + cap)
     if not train_rows:
         raise InputError(f"no training samples left after templating and max_seq_length={cfg.max_seq_length} "
                          f"({st_train.first_error or 'all too long or without reply tokens'})", train_s[0].path)

@@ -88,8 +88,11 @@ def test_early_stopping_watches_the_persona_gap(env):
     # no later evaluation can beat the first by 100 nats/token: patience 1 stops at the second evaluation
     summary = run(tiny_cfg(env["tiny"], env["data"], out, "max_steps=12", "eval_steps=2", "save_steps=2",
                            "save_total_limit=0", "persona_holdout=0.25", "persona_messages=50",
-                           "early_stopping_patience=1", "early_stopping_threshold=100", "eval_on_start=false"))
+                           "early_stopping_patience=1", "early_stopping_threshold=100", "eval_on_start=false",
+                           "val_max_conversations=3"))
     assert summary["stopped_early"] and summary["global_step"] == 4
+    assert summary["data"]["val"]["conversations"] == 3  # the val-loss pass reads 3 of the 8, the slice is untouched
+    assert summary["selection"]["persona_holdout"]["conversations"] == 8
     assert [r["step"] for r in evals(out)] == [2, 4]
     assert summary["selection"]["kept_step"] in (2, 4)
 

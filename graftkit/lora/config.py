@@ -49,6 +49,9 @@ class LoraTrainConfig:
     data_file: str = _f("", "one JSONL to split into train/val by conversation (overrides train_file/val_file)")
     val_fraction: float = _f(0.1, "share of conversations held out when splitting (0-0.5; 0 = no validation)",
                              range=(0.0, 1.0))
+    val_max_conversations: int = _f(0, "val loss on at most N validation conversations (a seeded sample, the same "
+                                       "at every evaluation; 0 = all). On a CPU the val-loss pass over ~50 "
+                                       "conversations costs more than the persona score", range=(0, None))
     system_prompt: str = _f("", "system message added to conversations that have none (and used by --chat)")
     chat_template: str = _f("auto", "auto (the tokenizer's own, else the preset's, else ChatML), chatml, llama-3, "
                                     "mistral, or a path to a .jinja file")
