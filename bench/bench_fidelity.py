@@ -74,23 +74,30 @@ def prepare(name: str, export: Path) -> Path:
     return data
 
 
-def overrides(name: str, data: Path, kind: str = "tiny_gpt") -> list[str]:
+def tagged(folder: str, args: argparse.Namespace | None) -> str:
+    """`folder`, or `folder-TAG` with --tag: two LoRA recipes keep their runs and reports side by side."""
+    tag = getattr(args, "tag", "") if args is not None else ""
+    return f"{folder}-{tag}" if tag else folder
+
+
+def overrides(name: str, data: Path, kind: str = "tiny_gpt", args: argparse.Namespace | None = None) -> list[str]:
     if kind == "lora":
         from sample_model import GGUF_NAME, smollm2_dir
 
         return [f"base_model={smollm2_dir()}", f"gguf_file={GGUF_NAME}", "backend=peft",
                 f"train_file={data / 'sharegpt_train.jsonl'}", f"val_file={data / 'sharegpt_val.jsonl'}",
-                f"output_dir={CACHE / name / 'lora'}"]
+                f"output_dir={CACHE / name / tagged('lora', args)}"]
     return [f"train_file={data / 'corpus_train.txt'}", f"val_file={data / 'corpus_val.txt'}",
             f"tokenizer_path={data / 'tokenizer_tiny.json'}", f"out_dir={CACHE / name / 'out'}"]
 
 
 def train_lora(name: str, data: Path, args: argparse.Namespace) -> None:
-    if args.reuse and (CACHE / name / "lora" / "adapter").is_dir():
+    if args.reuse and (CACHE / name / tagged("lora", args) / "adapter").is_dir():
         return
     extra = [f"max_steps={args.max_steps}"] if args.max_steps else []
-    secs = run([sys.executable, "train_lora.py", "--config", "lora_config.yaml", *overrides(name, data, "lora"),
-                "resume=false", "save_formats=[lora]", "eval_on_start=false", *extra, *args.set], CACHE / name / "train_lora.log",
+    secs = run([sys.executable, "train_lora.py", "--config", "lora_config.yaml", *overrides(name, data, "lora", args),
+                "resume=false", "save_formats=[lora]", "eval_on_start=false", *extra, *args.set],
+               CACHE / name / f"{tagged('train_lora', args)}.log",
                env={"OMP_NUM_THREADS": str(args.lora_threads)})
     print(f"trained {name} (LoRA) in {secs:.0f} s", file=sys.stderr)
 
@@ -109,31 +116,35 @@ def train(name: str, data: Path, args: argparse.Namespace) -> None:
 def eval_command(name: str, data: Path, args: argparse.Namespace) -> list[str]:
     lora = args.kind == "lora"
     cmd = [sys.executable, "evaluate_persona.py", "--config", "lora_config.yaml" if lora else "tiny_gpt_config.yaml",
-           "--out", str(CACHE / name / ("eval_lora" if lora else "eval")), "--seed", str(args.seed), "--threads",
+           "--out", str(CACHE / name / (tagged("eval_lora", args) if lora else "eval")), "--seed", str(args.seed), "--threads",
            str(args.lora_threads if lora else args.threads), "--quiet", "--max-samples", str(args.max_samples),
-           "--pool-size", str(args.pool_size), *overrides(name, data, args.kind)]
+           "--pool-size", str(args.pool_size), *overrides(name, data, args.kind, args)]
     model = getattr(args, f"{name}_model")
     return cmd + (["--model", model] if model else [])
+
+
+def eval_log(name: str, args: argparse.Namespace) -> Path:
+    return CACHE / name / (f"{tagged('eval', args)}.log" if args.kind == "lora" else "eval.log")
 
 
 def evaluate_all(data: dict[str, Path], args: argparse.Namespace) -> tuple[dict, dict]:
     """Evaluate the sample and the control, one after the other (or both at once with --parallel)."""
     metrics, secs = {}, {}
-    folder = "eval_lora" if args.kind == "lora" else "eval"
+    folder = tagged("eval_lora", args) if args.kind == "lora" else "eval"
     if args.reuse_eval and all((CACHE / name / folder / "metrics.json").is_file() for name in data):
         secs = {name: float("nan") for name in data}  # not measured in this run
     elif args.parallel:
         t = time.time()
         procs = {name: subprocess.Popen(eval_command(name, data[name], args), cwd=ROOT,
-                                        stdout=open(CACHE / name / "eval.log", "w"), stderr=subprocess.STDOUT)
+                                        stdout=open(eval_log(name, args), "w"), stderr=subprocess.STDOUT)
                  for name in data}
         for name, proc in procs.items():
             if proc.wait() != 0:
-                sys.exit(f"error: evaluating {name} failed; see {CACHE / name / 'eval.log'}")
+                sys.exit(f"error: evaluating {name} failed; see {eval_log(name, args)}")
             secs[name] = time.time() - t
     else:
         for name in data:
-            secs[name] = run(eval_command(name, data[name], args), CACHE / name / "eval.log")
+            secs[name] = run(eval_command(name, data[name], args), eval_log(name, args))
     for name in data:
         metrics[name] = json.loads((CACHE / name / folder / "metrics.json").read_text(encoding="utf-8"))
     return metrics, secs
@@ -225,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reuse-eval", action="store_true",
                     help="compare the evaluations already in bench/.cache/fidelity/*/eval* (run with the same settings) "
                          "instead of evaluating again")
+    ap.add_argument("--tag", default="", help="LoRA: keep this recipe's runs and reports apart (lora-TAG/, eval_lora-TAG/, "
+                                              "fidelity_lora-TAG.json) so two recipes can be compared")
     ap.add_argument("--parallel", action="store_true",
                     help="evaluate both at once (faster on a busy machine; the times are then not comparable)")
     args = ap.parse_args(argv)
@@ -251,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     results = checks(metrics["sample"], metrics["control"])
     for desc, ok in results:
         print(f"{'PASS' if ok else 'FAIL'}  {desc}")
-    results_file = RESULTS.with_name("fidelity_lora.json") if args.kind == "lora" else RESULTS
+    results_file = RESULTS.with_name(f"{tagged('fidelity_lora', args)}.json") if args.kind == "lora" else RESULTS
     results_file.parent.mkdir(parents=True, exist_ok=True)
     results_file.write_text(json.dumps({"metrics": metrics, "eval_seconds": secs, "threads": args.threads,
                                    "kind": args.kind, "checks": {d: ok for d, ok in results}}, indent=1),

@@ -219,3 +219,25 @@ def test_batched_scoring_equals_one_sequence_at_a_time():
     assert got[-1][1] == 81 and np.isfinite(got[-1][0])
     assert render_context(convs[0][:1], "user").endswith("<|them|>")
     assert [t["role"] for t in swap_roles(convs[0][:2])] == ["assistant", "user"]
+
+
+def test_bench_fidelity_tag_keeps_two_lora_recipes_apart(monkeypatch, tmp_path):
+    """--tag: a second LoRA recipe trains, evaluates and reports into its own folders, not over the first's."""
+    import argparse
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    import bench_fidelity
+    import sample_model
+
+    monkeypatch.setattr(sample_model, "smollm2_dir", lambda: tmp_path)
+    cmds = {}
+    for tag in ("", "both"):
+        args = argparse.Namespace(kind="lora", tag=tag, seed=1, lora_threads=1, threads=1, max_samples=5,
+                                  pool_size=10, sample_model=None)
+        cmd = bench_fidelity.eval_command("sample", tmp_path, args)
+        cmds[tag] = (cmd[cmd.index("--out") + 1], next(c for c in cmd if c.startswith("output_dir=")),
+                     bench_fidelity.eval_log("sample", args).name)
+    assert cmds[""][0].endswith("/sample/eval_lora") and cmds[""][1].endswith("/sample/lora")
+    assert cmds["both"] == (cmds[""][0] + "-both", cmds[""][1] + "-both", "eval-both.log")
