@@ -384,15 +384,16 @@ def test_train_on_both_labels_every_turn_of_each_side_and_nothing_else(tiny_dir)
 
 
 def test_learning_rate_auto_follows_the_base_models_size(tmp_path):
-    """auto: LoRA's calibrated rates (1e-3 under 5B parameters, 3e-4 from 5B); a number is used as given; the
+    """auto: LoRA's calibrated rates (3e-3 under 500M parameters, 1e-3 under 5B, 3e-4 from 5B); a number is used as given; the
     YAML's recipe keys are the measured defaults (bench/NOTES_lora.md)."""
     from graftkit.config import load_config
     from graftkit.errors import ConfigError
 
     cfg = load_config(LoraTrainConfig, ROOT / "lora_config.yaml", [])
-    assert cfg.learning_rate == "auto" and cfg.train_on == "person" and cfg.select_on == "persona"
+    assert cfg.learning_rate == "auto" and cfg.train_on == "both" and cfg.select_on == "persona"
     assert set(cfg.target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
-    assert cfg.peak_learning_rate(135_000_000) == 1e-3 and cfg.peak_learning_rate(3_200_000_000) == 1e-3
+    assert cfg.peak_learning_rate(135_000_000) == 3e-3 and cfg.peak_learning_rate(494_000_000) == 3e-3
+    assert cfg.peak_learning_rate(1_200_000_000) == 1e-3 and cfg.peak_learning_rate(3_200_000_000) == 1e-3
     assert cfg.peak_learning_rate(7_200_000_000) == 3e-4
     cfg = load_config(LoraTrainConfig, ROOT / "lora_config.yaml", ["learning_rate=2e-4"])
     assert cfg.peak_learning_rate(7_200_000_000) == 2e-4

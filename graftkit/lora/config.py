@@ -14,7 +14,8 @@ from ..config import key as _f  # a field with its --help text
 from ..errors import ConfigError
 from .presets import check_base_model
 
-AUTO_LR_SPLIT = 5_000_000_000  # learning_rate: auto uses 1e-3 below this many base parameters, 3e-4 from it
+# learning_rate: auto, by the base model's parameter count: 3e-3 below 500M, 1e-3 below 5B, 3e-4 from 5B
+AUTO_LR = ((500_000_000, 3e-3), (5_000_000_000, 1e-3), (None, 3e-4))
 SAVE_FORMATS = ("lora", "merged_16bit", "gguf_q4_k_m", "gguf_q8_0", "gguf_f16")
 
 
@@ -62,8 +63,9 @@ class LoraTrainConfig:
     overlong: Literal["truncate", "drop"] = _f("truncate", "samples over max_seq_length: truncate (keep the start) "
                                                            "or drop")
     train_on: Literal["person", "both"] = _f(
-        "person", "whose turns carry the loss: person (your replies only; the larger persona gap on the sample) or both "
-                  "(your partners' turns too: both voices, and a fair authorship control; bench/NOTES_lora.md)")
+        "both", "whose turns carry the loss: both (your partners' turns too: the model learns which voice is yours; "
+                "on the sample the speaker test and authorship clear chance only this way) or person (your replies "
+                "only; the speaker test falls below the base's; bench/NOTES_lora.md)")
     persona_holdout: float = _f(0.1, "share of train_file's conversations held out (never trained on) to score the "
                                      "persona gap at each evaluation (0-0.3; 0 = off: the checkpoint is chosen by val "
                                      "loss)", range=(0.0, 0.5))
@@ -96,8 +98,8 @@ class LoraTrainConfig:
     gradient_accumulation_steps: int = _f(1, "steps to accumulate before each update (1-16); effective batch = "
                                              "batch_size * this", range=(1, 4096))
     learning_rate: float | Literal["auto"] = _f(
-        "auto", "peak learning rate; auto: 1e-3 for models under 5B parameters, 3e-4 from 5B (LoRA's calibrated "
-                "rates, ~10x full fine-tuning's; bench/NOTES_lora.md); or a number (5e-5 - 2e-3)")
+        "auto", "peak learning rate; auto: 3e-3 under 500M parameters, 1e-3 under 5B, 3e-4 from 5B (LoRA's "
+                "calibrated rates, ~10x full fine-tuning's; bench/NOTES_lora.md); or a number (5e-5 - 3e-3)")
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = _f(
         "linear", "learning-rate schedule after warmup")
     warmup_steps: float = _f(0.03, "warmup: a fraction of all steps if < 1, else a number of steps", range=(0.0, None))
@@ -170,11 +172,12 @@ class LoraTrainConfig:
 
     def peak_learning_rate(self, n_params: int) -> float:
         """`learning_rate`, with auto resolved from the base model's size. Why these values: LoRA's best rate is
-        about 10x full fine-tuning's ("LoRA Without Regret": ~1e-3 for Llama-3.2-1B/3B, 3e-4 for 8B), and on the
-        sample SmolLM2-135M learned the person at 1e-3 where 2e-4 stayed near chance (bench/NOTES_lora.md)."""
+        about 10x full fine-tuning's ("LoRA Without Regret": ~1e-3 for Llama-3.2-1B/3B, 3e-4 for 8B) and larger
+        for smaller models; on the sample SmolLM2-135M learned the person at 1e-3 where 2e-4 stayed near chance,
+        and more of it at 3e-3 than at 1e-3 (bench/NOTES_lora.md)."""
         if self.learning_rate != "auto":
             return float(self.learning_rate)
-        return 1e-3 if n_params < AUTO_LR_SPLIT else 3e-4
+        return next(lr for limit, lr in AUTO_LR if limit is None or n_params < limit)
 
     @property
     def has_validation(self) -> bool:
