@@ -174,7 +174,8 @@ class LoraTrainConfig:
         """`learning_rate`, with auto resolved from the base model's size. Why these values: LoRA's best rate is
         about 10x full fine-tuning's ("LoRA Without Regret": ~1e-3 for Llama-3.2-1B/3B, 3e-4 for 8B) and larger
         for smaller models; on the sample SmolLM2-135M learned the person at 1e-3 where 2e-4 stayed near chance,
-        and more of it at 3e-3 than at 1e-3 (bench/NOTES_lora.md)."""
+        and as much or a little more of it at 3e-3, the rate of the default run measured end to end against its
+        control (bench/NOTES_lora.md)."""
         if self.learning_rate != "auto":
             return float(self.learning_rate)
         return next(lr for limit, lr in AUTO_LR if limit is None or n_params < limit)
