@@ -32,12 +32,13 @@ from graftkit.config import add_config_args, config_help, load_config
 from graftkit.errors import ConfigError, InputError, UserError, cli_main, notice, run_script
 from graftkit.fileio import atomic_write_json
 from graftkit.runstate import Stopped, run_folder, signal_name
+from graftkit.samples import subsample
 from graftkit.lora.backend import (Loaded, check_hub, check_target_modules, cuda_available, hub_error, load_base,
                                    lora_kwargs, rank, remote_code_error, resize_for_tokenizer, say, select_backend,
                                    set_generation_ids, tune_cpu_allocator)
 from graftkit.lora.config import LoraTrainConfig
-from graftkit.lora.data import (PackedCollator, cap_samples, check_response_part, encode_samples, load_splits,
-                                setup_tokenizer, trim_tail)
+from graftkit.lora.data import (PackedCollator, check_response_part, encode_samples, load_splits, setup_tokenizer,
+                                trim_tail)
 from graftkit.lora.export import GGUF_NEEDS, save_adapter, save_gguf, save_merged
 from graftkit.lora.presets import resolve_model_id
 from graftkit.lora.persona import PersonaScorer, selection_table, split_persona_holdout
@@ -217,7 +218,9 @@ def run(cfg: LoraTrainConfig) -> dict[str, Any]:
     # read by evaluate_persona.py (which scores the validation file), so choosing the checkpoint on it is honest
     # (no validation data: no evaluations, so nothing would read the slice: train on everything)
     train_s, persona_s = split_persona_holdout(train_s, cfg.persona_holdout, cfg.seed) if val_s else (train_s, [])
-    val_s = cap_samples(val_s, cfg.val_max_conversations, cfg.seed)  # the val-loss pass only (see the key)
+    # the val-loss pass reads every validation conversation at every evaluation (on a CPU more than the persona
+    # score costs): at most val_max_conversations of them, the same ones each time so the curve stays comparable
+    val_s = subsample(val_s, cfg.val_max_conversations, cfg.seed)
     backend = select_backend(cfg.backend, cfg.gguf_file)
     if cfg.gguf_methods and backend != "unsloth":
         notice(GGUF_NEEDS)  # said before training, so nobody waits an hour to learn it

@@ -8,6 +8,7 @@ Unsloth notebooks expect on disk and `messages` is what chat templates and TRL e
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -15,6 +16,15 @@ from .errors import InputError
 from .fileio import read_jsonl
 
 Conversation = list[dict[str, str]]
+
+
+def subsample(items: list, n: int, seed: int) -> list:
+    """At most `n` of `items` (0 = all): a seeded choice, in their original order. Used wherever a fixed sample
+    must come out the same on every call (evaluation pools, the speaker texts, train_lora.py's val cap)."""
+    if n and len(items) > n:
+        keep = sorted(random.Random(seed).sample(range(len(items)), n))
+        return [items[i] for i in keep]
+    return items
 
 SHAREGPT_TO_ROLE = {"system": "system", "human": "user", "gpt": "assistant"}
 ROLE_TO_SHAREGPT = {v: k for k, v in SHAREGPT_TO_ROLE.items()}

@@ -18,7 +18,7 @@ from graftkit.lora import backend as backend_mod
 from graftkit.lora.config import LoraTrainConfig
 from graftkit.lora.data import (IGNORE, Sample, encode_conversation, encode_samples, ensure_pad_token, load_splits,
                                 read_samples, setup_tokenizer, split_samples)
-from graftkit.lora.data import cap_samples
+from graftkit.samples import subsample
 from graftkit.lora.presets import PRESETS, resolve_model_id
 from tiny_llama import make_tiny_llama
 
@@ -162,10 +162,10 @@ def test_reading_both_formats_and_split(tmp_path, fixtures_dir):
     tr, va = split_samples(samples, 0.2, seed=1)
     assert len(va) == 2 and len(tr) == 8 and split_samples(samples, 0.2, seed=1)[1] == va
     # val_max_conversations: a seeded choice of whole conversations in file order, the same on every call
-    capped = cap_samples(va + tr, 3, seed=5)
-    assert len(capped) == 3 and capped == cap_samples(va + tr, 3, seed=5)
+    capped = subsample(va + tr, 3, seed=5)
+    assert len(capped) == 3 and capped == subsample(va + tr, 3, seed=5)
     pos = [(va + tr).index(s) for s in capped]
-    assert pos == sorted(pos) and cap_samples(tr, 0, seed=5) == tr and cap_samples(va, 9, seed=5) == va
+    assert pos == sorted(pos) and subsample(tr, 0, seed=5) == tr and subsample(va, 9, seed=5) == va
     cfg = LoraTrainConfig(base_model="qwen2.5-0.5b", data_file=str(syn / "sharegpt.jsonl"), val_fraction=0.34)
     tr, va = load_splits(cfg)
     assert (len(tr), len(va)) == (2, 1)

@@ -47,7 +47,7 @@ from typing import Callable, Collection, Sequence
 
 import numpy as np
 
-from ..samples import Conversation
+from ..samples import Conversation, subsample
 from . import metrics, stats
 from .authorship import AuthorshipClassifier, junk_texts, person_and_partner_texts, scramble, word_salad
 from .models import Item, ReplyModel, Turn, swap_roles
@@ -95,10 +95,7 @@ def build_samples(convs: Sequence[Conversation], *, max_samples: int | None, see
                 continue
             out.append(EvalSample(ci, ti, context_before(conv, ti, max_context_turns), turn["content"],
                                   users[-1]["content"]))
-    if max_samples and len(out) > max_samples:
-        keep = sorted(random.Random(seed).sample(range(len(out)), max_samples))
-        out = [out[i] for i in keep]
-    return out
+    return subsample(out, max_samples or 0, seed)
 
 
 def persona_items(convs: Sequence[Conversation], pool: Collection[int],
@@ -156,13 +153,6 @@ def sample_seed(seed: int, index: int) -> int:
 
 def _finite(x: float) -> float | None:
     return x if isinstance(x, (int, float)) and math.isfinite(x) else None
-
-
-def subsample(items: list, n: int, seed: int) -> list:
-    if n and len(items) > n:
-        keep = sorted(random.Random(seed).sample(range(len(items)), n))
-        return [items[i] for i in keep]
-    return items
 
 
 def _ci(value_lo_hi: tuple[float, float, float]) -> dict:

@@ -75,16 +75,6 @@ def split_samples(samples: list[Sample], val_fraction: float, seed: int) -> tupl
     return ([s for i, s in enumerate(samples) if i not in val_idx], [s for i, s in enumerate(samples) if i in val_idx])
 
 
-def cap_samples(samples: list[Sample], n: int, seed: int) -> list[Sample]:
-    """At most `n` of `samples` (0 = all): a seeded choice of whole conversations, in file order. Why: the val-loss
-    pass reads every validation conversation at every evaluation, and on a CPU that costs more than the persona
-    score; a fixed sample keeps the curve comparable from one evaluation to the next."""
-    if n <= 0 or len(samples) <= n:
-        return list(samples)
-    keep = set(random.Random(seed).sample(range(len(samples)), n))
-    return [s for i, s in enumerate(samples) if i in keep]
-
-
 COMBINED_NAME = "sharegpt_format.jsonl"  # prepare_training_data.py's file with every sample
 
 
