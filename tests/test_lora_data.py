@@ -134,6 +134,60 @@ def test_overlong_truncate_and_drop_are_counted(tiny_dir):
     assert "2 over max_seq_length" in st.summary("train")
 
 
+LONG_CHAT = [{"role": "system", "content": "You are Sam."}] + [
+    {"role": role, "content": f"{'question' if role == 'user' else 'answer'} {i} " + "la " * (i % 5)}
+    for i in range(24) for role in ("user", "assistant")]
+
+
+@pytest.mark.parametrize("train_on", ["person", "both"])
+def test_overlong_split_keeps_every_trained_turn_once(tiny_dir, train_on):
+    tok, info = _tok(tiny_dir)
+    whole_ids, whole_labels = encode_conversation(tok, LONG_CHAT, info, train_on)
+    assert len(whole_ids) > 4 * 160
+    rows, st = encode_samples(tok, [Sample("f", 1, LONG_CHAT)], info, max_len=160, overlong="split", train_on=train_on)
+    assert (st.overlong, st.split, st.truncated, st.kept) == (1, 1, 0, 1) and st.windows == len(rows) > 3
+    assert f"1 split into {len(rows)} windows" in st.summary("train")
+    assert all(len(r["input_ids"]) <= 160 for r in rows)
+    # every trained turn is labelled in exactly one window, in order: nothing lost, nothing twice
+    runs = [r for row in rows for r in labelled_runs(tok, row["input_ids"], row["labels"])]
+    assert runs == labelled_runs(tok, whole_ids, whole_labels)
+    assert st.label_tokens == sum(x != IGNORE for x in whole_labels)
+    for row in rows:
+        text = tok.decode(row["input_ids"], skip_special_tokens=False)
+        assert "You are Sam." in text  # the system prompt opens every window
+    # a later window opens with the exchange before it, as context the loss does not see
+    for prev, row in zip(rows, rows[1:]):
+        text = tok.decode(row["input_ids"], skip_special_tokens=False)
+        first_run = labelled_runs(tok, row["input_ids"], row["labels"])[0]
+        last_answer = labelled_runs(tok, prev["input_ids"], prev["labels"])[-1].replace("<|im_end|>", "")
+        assert last_answer.startswith("answer") and last_answer in text[:text.index(first_run)]
+
+
+def test_overlong_split_under_a_strict_template_and_its_fallbacks(tiny_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    (tmp_path / "strict.jinja").write_text(STRICT_TEMPLATE, encoding="utf-8")
+    tok = AutoTokenizer.from_pretrained(tiny_dir)
+    info = setup_tokenizer(tok, LoraTrainConfig(base_model=str(tiny_dir), chat_template=str(tmp_path / "strict.jinja")))
+    chat = LONG_CHAT[1:]
+    whole_runs = labelled_runs(tok, *encode_conversation(tok, chat, info))
+    opened = [{"role": "assistant", "content": "hey, you up?"}, *chat]  # the opening message goes, the rest splits
+    for conv, dropped in ((chat, 0), (opened, 1)):
+        rows, st = encode_samples(tok, [Sample("f", 1, conv)], info, max_len=160, overlong="split")
+        assert (st.template_errors, st.opening_dropped, st.split, st.truncated) == (0, dropped, 1, 0)
+        assert all(len(r["input_ids"]) <= 160 for r in rows) and len(rows) > 3
+        assert [r for row in rows for r in labelled_runs(tok, row["input_ids"], row["labels"])] == whole_runs
+        assert all(tok.decode(r["input_ids"]).lstrip().startswith("[INST]") for r in rows)  # user first, every window
+    # one exchange longer than max_len: its start, as truncate keeps it
+    huge_reply = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Paris. " * 100}]
+    rows, st = encode_samples(tok, [Sample("f", 3, huge_reply)], info, max_len=80, overlong="split")
+    assert (st.split, st.windows, len(rows[0]["input_ids"])) == (1, 1, 80)
+    assert tok.decode(rows[0]["input_ids"]).count("Paris") > 5
+    # truncate reports what it cut and points at split
+    _, st = encode_samples(tok, [Sample("f", 1, chat)], info, max_len=160, overlong="truncate")
+    assert st.cut_label_tokens > 0 and "overlong: split keeps them" in st.summary("train")
+
+
 def test_system_prompt_and_pad_token(tiny_dir):
     from transformers import AutoTokenizer
 

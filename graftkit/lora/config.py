@@ -60,8 +60,9 @@ class LoraTrainConfig:
     response_part: str = _f("", "text opening an assistant turn (empty: from the preset / template family)")
     max_seq_length: int = _f(1024, "tokens per sample (256-4096); longer samples are handled per `overlong`",
                              range=(1, 1048576))
-    overlong: Literal["truncate", "drop"] = _f("truncate", "samples over max_seq_length: truncate (keep the start) "
-                                                           "or drop")
+    overlong: Literal["truncate", "split", "drop"] = _f(
+        "truncate", "samples over max_seq_length: truncate (keep the start), split (windows of whole turns, each "
+                    "with the exchange before it as context: nothing lost) or drop")
     train_on: Literal["person", "both"] = _f(
         "both", "whose turns carry the loss: both (your partners' turns too: the model learns which voice is yours; "
                 "on the sample the speaker test and authorship clear chance only this way) or person (your replies "

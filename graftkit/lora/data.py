@@ -240,14 +240,15 @@ def render(tok: Any, messages: Conversation, info: TemplateInfo, add_generation_
 
 
 def assistant_spans(tok: Any, messages: Conversation, info: TemplateInfo,
-                    roles: tuple[str, ...] = ("assistant",)) -> tuple[str, list[tuple[int, int]]]:
+                    roles: tuple[str, ...] = ("assistant",), first: int = 0) -> tuple[str, list[tuple[int, int]]]:
     """The rendered conversation and the (start, end) character span of every turn whose role is in `roles`
-    (the person's replies by default; `train_on: both` adds the partners' turns)."""
+    (the person's replies by default; `train_on: both` adds the partners' turns), from turn `first` on (the
+    turns before it are context only: see split_windows)."""
     full = render(tok, messages, info)
     spans: list[tuple[int, int]] = []
     cursor = 0
     for i, m in enumerate(messages):
-        if m["role"] not in roles:
+        if m["role"] not in roles or i < first:
             continue
         start_at = cursor
         if i > 0:  # the text before the turn (and its header) is a prefix of the whole rendering
@@ -282,12 +283,13 @@ def _tokenize_with_offsets(tok: Any, full: str, spans: list[tuple[int, int]]) ->
 
 
 def encode_conversation(tok: Any, messages: Conversation, info: TemplateInfo,
-                        train_on: str = "person") -> tuple[list[int], list[int]]:
+                        train_on: str = "person", first: int = 0) -> tuple[list[int], list[int]]:
     """`input_ids` and `labels` (-100 except on the trained turns and their end-of-turn token).
 
     train_on "person": the assistant replies only. "both": the partners' (user) turns too, so the model learns
-    both voices and what sets the person's apart from the partners' (see TRAINED_ROLES)."""
-    full, spans = assistant_spans(tok, messages, info, TRAINED_ROLES[train_on])
+    both voices and what sets the person's apart from the partners' (see TRAINED_ROLES). Turns before `first`
+    are context, never labelled."""
+    full, spans = assistant_spans(tok, messages, info, TRAINED_ROLES[train_on], first)
     ids, offsets = _tokenize_with_offsets(tok, full, spans)
     labels = [IGNORE] * len(ids)
     j = 0
@@ -315,6 +317,9 @@ class DataStats:
     overlong: int = 0
     truncated: int = 0
     dropped_overlong: int = 0
+    split: int = 0
+    windows: int = 0
+    cut_label_tokens: int = 0
     dropped_no_labels: int = 0
     template_errors: int = 0
     opening_dropped: int = 0
@@ -326,7 +331,13 @@ class DataStats:
         s = (f"{name}: {self.kept}/{self.conversations} conversations, {self.tokens} tokens "
              f"({self.label_tokens} trained)")
         if self.overlong:
-            s += f"; {self.overlong} over max_seq_length ({self.truncated} truncated, {self.dropped_overlong} dropped)"
+            how = [f"{self.truncated} truncated", f"{self.dropped_overlong} dropped"]
+            if self.split:
+                how.append(f"{self.split} split into {self.windows} windows")
+            s += f"; {self.overlong} over max_seq_length ({', '.join(how)})"
+        if self.cut_label_tokens:
+            share = self.cut_label_tokens / (self.cut_label_tokens + self.label_tokens)
+            s += f"; truncation cut {self.cut_label_tokens} trained tokens ({share:.0%}; overlong: split keeps them)"
         if self.dropped_no_labels:
             s += f"; {self.dropped_no_labels} dropped with no reply tokens left"
         if self.opening_dropped:
@@ -336,11 +347,16 @@ class DataStats:
             s += f"; {self.template_errors} skipped ({self.first_error})"
         return s
 
+    def add(self, rows: list[dict[str, list[int]]], ids: list[int], labels: list[int]) -> None:
+        rows.append({"input_ids": ids, "labels": labels})
+        self.tokens += len(ids)
+        self.label_tokens += sum(x != IGNORE for x in labels)
+
 
 def encode_samples(tok: Any, samples: list[Sample], info: TemplateInfo, max_len: int, overlong: str,
                    system_prompt: str = "", train_on: str = "person") -> tuple[list[dict[str, list[int]]], DataStats]:
-    """Encode, then truncate or drop samples over `max_len`; never keep a sample with no labelled token."""
-    rows = []
+    """Encode, then truncate, split or drop samples over `max_len`; never keep a sample with no labelled token."""
+    rows: list[dict[str, list[int]]] = []
     st = DataStats(conversations=len(samples))
     for smp in samples:
         messages = with_system_prompt(smp.messages, system_prompt)
@@ -354,6 +370,7 @@ def encode_samples(tok: Any, samples: list[Sample], info: TemplateInfo, max_len:
                 if trimmed is None:
                     raise e
                 ids, labels = encode_conversation(tok, trimmed, info, train_on)
+                messages = trimmed
                 st.opening_dropped += 1
             except EncodeError as e2:
                 st.template_errors += 1
@@ -364,6 +381,20 @@ def encode_samples(tok: Any, samples: list[Sample], info: TemplateInfo, max_len:
             if overlong == "drop":
                 st.dropped_overlong += 1
                 continue
+            if overlong == "split":
+                try:
+                    pieces = [p for p in split_windows(tok, messages, info, train_on, max_len)
+                              if any(x != IGNORE for x in p[1])]
+                except EncodeError:  # a template that refuses a window: truncate, as before
+                    pieces = []
+                if pieces:
+                    st.split += 1
+                    st.windows += len(pieces)
+                    st.kept += 1
+                    for p_ids, p_labels in pieces:
+                        st.add(rows, p_ids, p_labels)
+                    continue
+            st.cut_label_tokens += sum(x != IGNORE for x in labels[max_len:])
             ids, labels = ids[:max_len], labels[:max_len]
             if all(x == IGNORE for x in labels):
                 st.dropped_no_labels += 1
@@ -372,11 +403,61 @@ def encode_samples(tok: Any, samples: list[Sample], info: TemplateInfo, max_len:
         if all(x == IGNORE for x in labels):
             st.dropped_no_labels += 1
             continue
-        rows.append({"input_ids": ids, "labels": labels})
         st.kept += 1
-        st.tokens += len(ids)
-        st.label_tokens += sum(x != IGNORE for x in labels)
+        st.add(rows, ids, labels)
     return rows, st
+
+
+CONTEXT_TURNS = 2  # a window after the first opens with this many turns before it (the last exchange), unlabelled
+
+
+def split_windows(tok: Any, messages: Conversation, info: TemplateInfo, train_on: str,
+                  max_len: int) -> list[tuple[list[int], list[int]]]:
+    """A conversation over `max_len` tokens as windows of whole turns that each fit, so none of it is lost.
+
+    Why: chat sessions run long, and `truncate` keeps the start and throws the rest away (11 % of the sample's
+    trained tokens at 1024). Each window after the first opens at a partner (user) turn, as templates such as
+    Mistral's require, with the exchange before it as unlabelled context (a reply still reads what it answers);
+    every trained turn is labelled in exactly one window. A single exchange longer than `max_len` is truncated,
+    as `truncate` would. Windows are found by bisection over the cut points: a few encodings per window."""
+    system = messages[:1] if messages and messages[0]["role"] == "system" else []
+    turns = messages[len(system):]
+    n = len(turns)
+    cuts = [i for i in range(1, n) if turns[i]["role"] == "user"] + [n]  # where a window may end (and the next open)
+
+    def encode(ctx: int, start: int, end: int) -> tuple[list[int], list[int]]:
+        return encode_conversation(tok, system + turns[ctx:end], info, train_on, len(system) + start - ctx)
+
+    windows = []
+    start = 0
+    while start < n:
+        ends = [e for e in cuts if e > start]
+        ctx = next((i for i in range(max(0, start - CONTEXT_TURNS), start) if turns[i]["role"] == "user"), start)
+        best = _largest_fit(ends, lambda e: encode(ctx, start, e), max_len)
+        if best is None and ctx < start:  # the context and one exchange do not fit: the exchange alone
+            best = _largest_fit(ends, lambda e: encode(start, start, e), max_len)
+        if best is None:  # one exchange over max_len: its start, as truncate keeps
+            end = ends[0]
+            ids, labels = encode(start, start, end)
+            ids, labels = ids[:max_len], labels[:max_len]
+        else:
+            end, (ids, labels) = best
+        windows.append((ids, labels))
+        start = end
+    return windows
+
+
+def _largest_fit(ends: list[int], encode: Any, max_len: int) -> tuple[int, tuple[list[int], list[int]]] | None:
+    """The largest `end` whose encoding fits `max_len` (lengths grow with `end`), with that encoding; None if none."""
+    lo, hi, best = 0, len(ends) - 1, None
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        enc = encode(ends[mid])
+        if len(enc[0]) <= max_len:
+            best, lo = (ends[mid], enc), mid + 1
+        else:
+            hi = mid - 1
+    return best
 
 
 def _without_assistant_opening(messages: Conversation) -> Conversation | None:
