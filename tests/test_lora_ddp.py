@@ -56,3 +56,23 @@ def test_two_gloo_processes_split_the_data_save_once_and_resume(tmp_path):
     s = json.loads((out / "train_summary.json").read_text())
     assert s["global_step"] == 4 and s["steps_this_run"] == 2  # 8 per rank, half of the 16 each
     assert (out / "checkpoint-4").is_dir()
+
+
+def test_persona_score_under_two_processes_selects_one_checkpoint(tmp_path):
+    """The persona score at every evaluation, shared between the ranks (graftkit.lora.persona.score_shared):
+    the run finishes, logs the persona numbers once per evaluation and keeps the best-gap checkpoint."""
+    tiny = make_tiny_llama(tmp_path / "tiny")
+    data = write_data(tmp_path / "data.jsonl", n=40)
+    out = tmp_path / "out"
+    p = torchrun(f"base_model={tiny}", f"data_file={data}", f"output_dir={out}", "val_fraction=0.2",
+                 "persona_holdout=0.25", "persona_messages=50", "batch_size=2", "gradient_accumulation_steps=1",
+                 "gradient_checkpointing=false", "max_seq_length=128", "packing=false", "learning_rate=1e-2",
+                 "max_steps=4", "eval_steps=2", "save_steps=2", "save_total_limit=0", "eval_on_start=false",
+                 "early_stopping_patience=0", "logging_steps=1")
+    assert p.returncode == 0, p.stderr[-3000:]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    gaps = {r["step"]: r["eval_persona_gap"] for r in rows if "eval_persona_gap" in r}
+    assert sorted(gaps) == [2, 4]
+    s = json.loads((out / "train_summary.json").read_text())
+    kept = s["selection"]["kept_step"]
+    assert gaps[kept] == max(gaps.values())

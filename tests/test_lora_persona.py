@@ -149,3 +149,46 @@ def test_checkpoints_rescored_give_the_numbers_the_run_logged(env, selected, tmp
         for key in ("eval_persona_gap", "eval_persona_who_wrote_it", "eval_persona_speaker_auc"):
             assert abs(r[key] - logged[step][key]) < 1e-4, (step, key)
     assert "kept" not in res.stdout and len(res.stdout.splitlines()) == 6
+
+
+class _RecordingModel:
+    """A stand-in ReplyModel: a score that depends on the item alone, and a record of what it was asked."""
+
+    def __init__(self):
+        self.seen: list[str] = []
+
+    def score(self, items):
+        self.seen += [text for _, text, _ in items]
+        return [(len(ctx) * 10.0 + len(text) / 4, len(text)) for ctx, text, _ in items]
+
+
+ITEMS = [(["hi"] * (i % 4), "x" * (i + 1), "assistant") for i in range(11)]
+
+
+def _shared_worker(rank: int, world: int, init_file: str, out_dir: str, n_items: int) -> None:
+    import torch.distributed as dist
+
+    from graftkit.lora.persona import score_shared
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    model = _RecordingModel()
+    arr = score_shared(model, ITEMS[:n_items])
+    Path(out_dir, f"{rank}.json").write_text(json.dumps({"arr": arr.tolist(), "seen": model.seen}))
+    dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("world,n_items", [(2, 11), (3, 2)])
+def test_persona_score_is_shared_out_between_processes(tmp_path, world, n_items):
+    """Under torchrun each rank scores its own share of the persona items once, and every rank ends with the
+    whole array, in order, equal to one process scoring everything (gloo, real processes)."""
+    import torch.multiprocessing as mp
+
+    from graftkit.lora.persona import score_shared
+
+    mp.spawn(_shared_worker, args=(world, str(tmp_path / "init"), str(tmp_path), n_items), nprocs=world, join=True)
+    alone = score_shared(_RecordingModel(), ITEMS[:n_items]).tolist()
+    got = [json.loads((tmp_path / f"{r}.json").read_text()) for r in range(world)]
+    assert all(g["arr"] == alone for g in got)
+    seen = [g["seen"] for g in got]
+    assert [t for s in seen for t in s] == [text for _, text, _ in ITEMS[:n_items]]  # each item once, in order
+    assert max(map(len, seen)) - min(map(len, seen)) <= 1  # the work is split evenly

@@ -92,8 +92,8 @@ class PersonaScorer:
         try:
             with torch.no_grad():
                 if self._base_scores is None:
-                    self._base_scores = np.asarray(self.base.score(self.items + self.speak_items), dtype=float)
-                tuned = np.asarray(self.tuned.score(self.items + self.speak_items), dtype=float)
+                    self._base_scores = score_shared(self.base, self.items + self.speak_items)
+                tuned = score_shared(self.tuned, self.items + self.speak_items)
         finally:
             model.train(was_training)
         n, boot = len(self.items), dict(seed=self.seed, n_boot=self.n_boot)
@@ -117,6 +117,26 @@ class PersonaScorer:
                                                               base_sp[self.n_speak_person:])})
         out["persona_seconds"] = round(time.perf_counter() - t, 2)
         return out
+
+
+def score_shared(model: Any, items: list) -> Any:
+    """`model.score(items)` as an array, shared out between torchrun's processes when there are several.
+
+    Why: every rank must get the same numbers (best model and early stopping act on them on each rank), and
+    scoring the whole slice on every GPU costs each of them the whole time. Each rank scores a contiguous share
+    (neighbouring items come from the same conversation, so packing still reads each context once) and every
+    rank gathers the whole, in order."""
+    import numpy as np
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return np.asarray(model.score(items), dtype=float)
+    world, rank = dist.get_world_size(), dist.get_rank()
+    bounds = [len(items) * r // world for r in range(world + 1)]
+    mine = model.score(items[bounds[rank]:bounds[rank + 1]]) if bounds[rank] < bounds[rank + 1] else []
+    parts: list = [None] * world
+    dist.all_gather_object(parts, [(float(nll), int(n)) for nll, n in mine])
+    return np.asarray([row for part in parts for row in part], dtype=float).reshape(len(items), 2)
 
 
 def selection_table(log_history: list[dict], kept_step: int | None) -> str:
