@@ -455,3 +455,32 @@ def test_learning_rate_auto_follows_the_base_models_size(tmp_path):
         load_config(LoraTrainConfig, ROOT / "lora_config.yaml", ["learning_rate=0"])
     with pytest.raises(ConfigError, match="save_steps"):  # the kept checkpoint must exist at an evaluation
         load_config(LoraTrainConfig, ROOT / "lora_config.yaml", ["eval_steps=30", "early_stopping_patience=0"])
+
+
+def test_window_search_finds_the_largest_fit_and_reads_only_near_the_window():
+    """_largest_fit = the linear scan's answer, and its probes stay near the window: a conversation of
+    thousands of turns is not encoded whole for every window."""
+    import random
+
+    from graftkit.lora.data import _largest_fit
+
+    rng = random.Random(0)
+    for _ in range(200):
+        n = rng.randint(1, 3000)
+        ends = list(range(1, n + 1))
+        per_turn = [rng.randint(1, 30) for _ in range(n + 1)]
+        length = [0] * (n + 1)
+        for i in range(1, n + 1):
+            length[i] = length[i - 1] + per_turn[i]
+        max_len = rng.randint(1, 600)
+        probes = []
+
+        def encode(e):
+            probes.append(e)
+            return [0] * length[e], []
+
+        got = _largest_fit(ends, encode, max_len)
+        fits = [e for e in ends if length[e] <= max_len]
+        assert (got[0] if got else None) == (fits[-1] if fits else None)
+        window = fits[-1] if fits else 1
+        assert max(probes) <= 2 * window + 1 and len(probes) <= 2 * (window.bit_length() + 1)

@@ -419,7 +419,7 @@ def split_windows(tok: Any, messages: Conversation, info: TemplateInfo, train_on
     trained tokens at 1024). Each window after the first opens at a partner (user) turn, as templates such as
     Mistral's require, with the exchange before it as unlabelled context (a reply still reads what it answers);
     every trained turn is labelled in exactly one window. A single exchange longer than `max_len` is truncated,
-    as `truncate` would. Windows are found by bisection over the cut points: a few encodings per window."""
+    as `truncate` would. Windows are found by galloping then bisection over the cut points (_largest_fit)."""
     system = messages[:1] if messages and messages[0]["role"] == "system" else []
     turns = messages[len(system):]
     n = len(turns)
@@ -448,9 +448,20 @@ def split_windows(tok: Any, messages: Conversation, info: TemplateInfo, train_on
 
 
 def _largest_fit(ends: list[int], encode: Any, max_len: int) -> tuple[int, tuple[list[int], list[int]]] | None:
-    """The largest `end` whose encoding fits `max_len` (lengths grow with `end`), with that encoding; None if none."""
-    lo, hi, best = 0, len(ends) - 1, None
-    while lo <= hi:
+    """The largest `end` whose encoding fits `max_len` (lengths grow with `end`), with that encoding; None if none.
+
+    Galloping (1, 2, 4, ... cut points), then bisection: each probe costs about the window it encodes, never the
+    rest of a conversation of thousands of turns."""
+    best, lo, step = None, 0, 1
+    hi = len(ends) - 1
+    while lo <= hi:  # gallop: find the first probe that does not fit
+        probe = min(lo + step - 1, hi)
+        enc = encode(ends[probe])
+        if len(enc[0]) > max_len:
+            hi = probe - 1
+            break
+        best, lo, step = (ends[probe], enc), probe + 1, step * 2
+    while lo <= hi:  # bisect between the last probe that fit and the first that did not
         mid = (lo + hi) // 2
         enc = encode(ends[mid])
         if len(enc[0]) <= max_len:
