@@ -54,8 +54,10 @@ def signal_after_first(cmd: list[str], marker: re.Pattern, sig: int, timeout: fl
 
     err_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"graftkit-sig-{os.getpid()}-{time.monotonic_ns()}.err"
     with open(err_path, "w+", encoding="utf-8") as err:
+        # the run starts with SIGHUP at its default: a suite started under `nohup` would otherwise hand the child an
+        # ignored SIGHUP, which the scripts keep ignoring on purpose (test_nohup_keeps_ignoring_sighup), and wait
         p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, text=True,
-                             env=ENV)
+                             env=ENV, preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
         watchdog = threading.Timer(timeout, p.kill)
         watchdog.start()
         seen, sent = [], False
