@@ -37,6 +37,7 @@ from graftkit.lora.backend import (Loaded, check_hub, check_target_modules, cuda
                                    lora_kwargs, rank, remote_code_error, resize_for_tokenizer, say, select_backend,
                                    set_generation_ids, tune_cpu_allocator)
 from graftkit.lora.config import LoraTrainConfig
+from graftkit.lora.contrast import run_contrast
 from graftkit.lora.data import (PackedCollator, check_response_part, encode_samples, load_splits, setup_tokenizer,
                                 trim_tail)
 from graftkit.lora.export import GGUF_NEEDS, save_adapter, save_gguf, save_merged
@@ -320,6 +321,19 @@ def _train(cfg: LoraTrainConfig, out: Path, train_s: list, val_s: list, persona_
         say(f"early stopping: {watched} did not improve by more than {cfg.early_stopping_threshold} for "
             f"{cfg.early_stopping_patience} evaluations; stopped at step {trainer.state.global_step} of "
             f"{trainer.state.max_steps}" + (f"; restored the best checkpoint {Path(best).name}" if best else ""))
+    # the contrast stage (contrast_pairs > 0): your turn against a partner's after the same context, on the kept adapter
+    contrast = None
+    if cfg.contrast_pairs:
+        at = kept_step(trainer.state) if trainer.args.load_best_model_at_end else None
+        at = trainer.state.global_step if at is None else at
+        gap_kept = next((r["eval_persona_gap"] for r in trainer.state.log_history
+                         if r.get("step") == at and "eval_persona_gap" in r), None)
+        with stop.catching_sigint():
+            contrast = run_contrast(cfg, loaded, [smp.messages for smp in train_s], out, persona, gap_kept, stop)
+        if stop.requested:
+            notice(f"{signal_name(stop.signum)}: stopped during the contrast stage (the supervised checkpoints in {out} "
+                   "are intact); run the same command again to redo the contrast stage")
+            raise Stopped(stop.signum)
     tokens = count_tokens(trainer)  # every rank takes part in the gather
     if not trainer.is_world_process_zero():  # torchrun / accelerate launch: rank 0 saves
         return {"global_step": trainer.state.global_step, "rank": trainer.args.process_index}
@@ -337,6 +351,8 @@ def _train(cfg: LoraTrainConfig, out: Path, train_s: list, val_s: list, persona_
                      "scored_per_evaluation": persona.n_conversations if persona else 0,
                      "lines": [smp.line for smp in persona_s]} if persona else None,
                  "scored_by_evaluate_persona": "the validation file (val_file), never this slice"}
+    if contrast is not None:
+        selection["contrast"] = contrast
 
     # save: the adapter always, a merged 16-bit model and GGUF files when save_formats asks
     adapter_dir = save_adapter(cfg, loaded, trainer.model, out / "adapter", selection)

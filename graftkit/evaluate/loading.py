@@ -132,7 +132,12 @@ def selection_note(sel: dict | None) -> str:
     where = (f"on {hold['conversations']} conversations held out of `{hold['file']}` (never trained on; "
              f"{hold['scored_per_evaluation']} scored per evaluation), not on the conversations scored in this report"
              if hold and sel.get("select_on") == "persona gap" else "on the validation file's loss")
-    return f"the best {sel.get('select_on', 'val loss')} (step {sel.get('kept_step')}) {where}"
+    note = f"the best {sel.get('select_on', 'val loss')} (step {sel.get('kept_step')}) {where}"
+    c = sel.get("contrast")
+    if c and c.get("pairs"):
+        note += (f"; then a contrast stage on {c['pairs']} pairs of training conversations (your turn vs a partner's), "
+                 + ("kept" if c.get("kept") else "not kept: it lowered the persona gap on that slice"))
+    return note
 
 
 def load_lora(cfg: LoraTrainConfig, model_dir: str | Path | None, *, max_new_tokens: int, temperature: float,

@@ -76,6 +76,15 @@ class LoraTrainConfig:
     select_on: Literal["persona", "loss"] = _f(
         "persona", "what picks the checkpoint kept as adapter/ and drives early stopping: persona (the largest "
                    "persona gap on the held-out slice) or loss (the lowest val loss)")
+    contrast_pairs: int = _f(0, "after supervised training, a contrast stage (DPO) on N pairs of your real turn vs "
+                                "the next partner turn after the same context: it learns which voice is yours, "
+                                "kept only if the held-out persona gap does not fall (0 = off; 200-1000)",
+                             range=(0, None))
+    contrast_learning_rate: float = _f(5e-4, "peak learning rate of the contrast stage (1e-5 - 1e-3)", range=(0.0, 1.0))
+    contrast_beta: float = _f(0.1, "DPO beta: how far the contrast stage may move from the supervised adapter "
+                                   "(0.05-0.5; smaller = further)", range=(0.0, None))
+    contrast_max_prompt: int = _f(256, "tokens of conversation before each contrast pair (64-1024; the last 8 "
+                                       "turns at most)", range=(1, None))
     packing: bool | Literal["auto"] = _f("auto", "pack several conversations into each row of max_seq_length tokens "
                                                 "instead of padding (no sample attends to another; same loss); auto: "
                                                 "on with the PEFT backend, off with Unsloth; true; false")
@@ -151,6 +160,8 @@ class LoraTrainConfig:
             raise ConfigError(f"lora_dropout: must be in [0, 1), got {self.lora_dropout}")
         if self.learning_rate != "auto" and not self.learning_rate > 0:
             raise ConfigError(f"learning_rate: must be positive (or auto), got {self.learning_rate}")
+        if self.contrast_pairs and not (self.contrast_learning_rate > 0 and self.contrast_beta > 0):
+            raise ConfigError("contrast_learning_rate and contrast_beta: must be positive when contrast_pairs > 0")
         if not self.target_modules:
             raise ConfigError("target_modules: give at least one layer name, e.g. [q_proj, v_proj]")
         bad = [f for f in self.save_formats if f not in SAVE_FORMATS]

@@ -1,0 +1,150 @@
+"""The contrast stage: after supervised fine-tuning, teach the adapter which of two turns is yours.
+
+Why: supervised fine-tuning on a group chat teaches the model the group. Your partners' messages gain nearly as
+much as yours when they are read in your role (who wrote it sat at 13 % of 10 after two epochs; bench/NOTES_lora.md),
+because what the model learns (the topics, the slang, the lowercase) is shared by everybody in the chat. The
+contrast stage shows it, after the same conversation so far, your real turn (chosen) next to a partner's turn from
+the same conversation (rejected: same topic, another voice) and trains it to prefer yours: a DPO stage (Rafailov
+et al. 2023, TRL's `DPOTrainer`) with the supervised loss on your turn beside it (RPO, Pang et al. 2024), so your
+turns keep gaining rather than only the partners' falling. The reference is the adapter as supervised training left
+it (TRL copies it), so the stage moves away from the kept checkpoint only as far as the pairs ask.
+
+Only training conversations make pairs (never the persona slice or the validation file), so the persona numbers
+that judge it stay on conversations it never saw; the persona-free control, trained the same way, is the check
+that it learns a person and not a trick of the pairs.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from .data import EncodeError, TemplateInfo, render, with_system_prompt
+
+MAX_CONTEXT_TURNS = 8  # turns of context before each pair's turn, fewer when they pass max_prompt tokens
+CONTRAST_PAIRS_PER_STEP = 4  # pairs per optimizer step (batch_size per pass, accumulated up to this)
+CONTRAST_MAX_REPLY = 128  # max_length = max_prompt + this; a longer pair loses the start of its prompt (keep_end)
+
+
+def contrast_pairs(tok: Any, convs: Sequence[list[dict[str, str]]], info: TemplateInfo, *, system_prompt: str,
+                   max_prompt: int, limit: int, seed: int) -> list[dict[str, str]]:
+    """Up to `limit` pairs {prompt, chosen, rejected}, drawn at random (seeded) from every reply of the person
+    that has a partner turn after it in its conversation.
+
+    prompt: the conversation before the reply (at most MAX_CONTEXT_TURNS turns, fewer until it fits `max_prompt`
+    tokens), rendered by the training template up to the opening of the person's turn. chosen: the person's
+    reply. rejected: the first partner turn after it (one that is not in the prompt, so the stage cannot learn
+    "do not repeat what was said"). A conversation the template cannot render is skipped, as in training."""
+    candidates = [(ci, i) for ci, conv in enumerate(convs) for i, t in enumerate(conv)
+                  if t["role"] == "assistant" and i > 0 and t["content"].strip()
+                  and any(u["role"] == "user" and u["content"].strip() for u in conv[i + 1:])]
+    random.Random(seed).shuffle(candidates)
+    pairs: list[dict[str, str]] = []
+    for ci, i in candidates:
+        if len(pairs) >= limit:
+            break
+        conv = convs[ci]
+        rejected = next(u["content"] for u in conv[i + 1:] if u["role"] == "user" and u["content"].strip())
+        prompt = _fitting_prompt(tok, conv, i, info, system_prompt, max_prompt)
+        if prompt is not None:
+            pairs.append({"prompt": prompt, "chosen": conv[i]["content"], "rejected": rejected})
+    return pairs
+
+
+def _fitting_prompt(tok: Any, conv: list[dict[str, str]], i: int, info: TemplateInfo, system_prompt: str,
+                    max_prompt: int) -> str | None:
+    """The rendered context of turn i with as many of its last turns (at most MAX_CONTEXT_TURNS) as fit in
+    `max_prompt` tokens; the last turn alone when even that is longer (the trainer keeps the end)."""
+    system = [t for t in conv[:i] if t["role"] == "system"]
+    turns = [t for t in conv[:i] if t["role"] != "system"]
+    prompt = None
+    for lo in range(max(0, len(turns) - MAX_CONTEXT_TURNS), len(turns)):
+        try:
+            prompt = render(tok, with_system_prompt(system + turns[lo:], system_prompt), info,
+                            add_generation_prompt=True)
+        except EncodeError:  # e.g. a strict template whose roles must alternate: try from the next turn
+            continue
+        if len(tok(prompt, add_special_tokens=False)["input_ids"]) <= max_prompt:
+            return prompt
+    return prompt
+
+
+def run_contrast(cfg: Any, loaded: Any, convs: Sequence[list[dict[str, str]]], out: Path, persona: Any,
+                 gap_before: float | None, stop: Any = None) -> dict[str, Any]:
+    """The contrast stage on `loaded.model` (the adapter supervised training kept), in place.
+
+    With a persona scorer, the held-out slice is scored after the stage and its adapter is kept only if the
+    persona gap did not fall (`gap_before`: the kept checkpoint's); otherwise the supervised weights are put
+    back. Returns what happened, for train_summary.json and graftkit_lora.json."""
+    import torch
+    from datasets import Dataset
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+    from trl import DPOConfig, DPOTrainer
+
+    from ..errors import notice
+    from ..fileio import atomic_write_jsonl
+    from .backend import say
+
+    tok, info, model = loaded.tokenizer, loaded.info, loaded.model
+    pairs = contrast_pairs(tok, convs, info, system_prompt=cfg.system_prompt, max_prompt=cfg.contrast_max_prompt,
+                           limit=cfg.contrast_pairs, seed=cfg.seed)
+    if not pairs:
+        notice("contrast stage skipped: no reply of yours has a partner turn after it to contrast with")
+        return {"pairs": 0, "kept": False}
+    say(f"contrast stage: {len(pairs)} pairs (your turn vs the next partner turn, after the same context), "
+        f"lr {cfg.contrast_learning_rate:g}, beta {cfg.contrast_beta:g}")
+    supervised = {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
+    cuda = loaded.device == "cuda"
+    bf16 = cuda and torch.cuda.is_bf16_supported()
+    args = DPOConfig(
+        output_dir=str(out / "contrast"), per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=max(1, CONTRAST_PAIRS_PER_STEP // cfg.batch_size), num_train_epochs=1,
+        learning_rate=cfg.contrast_learning_rate, beta=cfg.contrast_beta, loss_type=["sigmoid", "sft"],
+        max_length=cfg.contrast_max_prompt + CONTRAST_MAX_REPLY, truncation_mode="keep_end",
+        lr_scheduler_type="linear", warmup_steps=0.03, weight_decay=cfg.weight_decay, seed=cfg.seed,
+        precompute_ref_log_probs=True,  # the reference (the supervised adapter) is read once, not every step
+        logging_steps=cfg.logging_steps, save_strategy="no", report_to="wandb" if cfg.wandb else "none",
+        bf16=bf16, fp16=cuda and not bf16, use_cpu=not cuda, dataloader_pin_memory=cuda,
+        gradient_checkpointing=False, ddp_find_unused_parameters=False,
+    )
+    if loaded.backend == "unsloth":  # Unsloth's patch for TRL's DPOTrainer on its fast models (untested here: no GPU)
+        from unsloth import PatchDPOTrainer
+
+        PatchDPOTrainer()
+    t = time.perf_counter()
+    trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(pairs), processing_class=tok,
+                         callbacks=[stop.callback] if stop is not None else None)
+    try:
+        trainer.train()
+    finally:
+        if "ref" in model.peft_config:  # TRL's frozen copy of the supervised adapter, the reference
+            model.delete_adapter("ref")
+        model.set_adapter("default")
+    if trainer.is_world_process_zero():
+        (out / "contrast").mkdir(parents=True, exist_ok=True)
+        atomic_write_jsonl(out / "contrast" / "metrics.jsonl", trainer.state.log_history)
+    if stop is not None and stop.requested:
+        set_peft_model_state_dict(model, supervised)
+        return {"pairs": len(pairs), "kept": False, "stopped": True}
+    logs = [r for r in trainer.state.log_history if "rewards/margins" in r]
+    res: dict[str, Any] = {"pairs": len(pairs), "steps": trainer.state.global_step,
+                           "seconds": round(time.perf_counter() - t, 1),
+                           "learning_rate": cfg.contrast_learning_rate, "beta": cfg.contrast_beta,
+                           "last_margin": logs[-1]["rewards/margins"] if logs else None,
+                           "last_accuracy": logs[-1]["rewards/accuracies"] if logs else None}
+    if persona is None:
+        return {**res, "kept": True}
+    after = persona.score()
+    res.update({"persona_gap_before": gap_before, "persona_gap_after": after["persona_gap"],
+                "persona_who_wrote_it_after": after.get("persona_who_wrote_it"),
+                "persona_speaker_auc_after": after.get("persona_speaker_auc")})
+    res["kept"] = gap_before is None or after["persona_gap"] >= gap_before
+    if not res["kept"]:
+        set_peft_model_state_dict(model, supervised)
+    before = f"{gap_before:+.4f}" if gap_before is not None else "n/a"
+    say(f"contrast stage: persona gap on the held-out slice {before} -> {after['persona_gap']:+.4f}, who wrote it "
+        f"{100 * after.get('persona_who_wrote_it', float('nan')):.1f} %; "
+        + ("adapter/ keeps the contrast stage" if res["kept"] else "the gap fell: adapter/ keeps the supervised one"))
+    return res

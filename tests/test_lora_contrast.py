@@ -1,0 +1,160 @@
+"""The contrast stage's pairs (graftkit.lora.contrast): the person's real turn against a partner's turn after the
+same context. Fast (the tiny tokenizer only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from graftkit.lora.config import LoraTrainConfig
+from graftkit.lora.contrast import MAX_CONTEXT_TURNS, contrast_pairs
+from graftkit.lora.data import setup_tokenizer
+from tiny_llama import make_tiny_llama
+
+STRICT_TEMPLATE = (  # like Mistral's official template: user first, then strict alternation
+    "{% for m in messages %}{% if (m['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+    "{% if m['role'] == 'user' %}{{ '[INST] ' + m['content'] + ' [/INST]' }}"
+    "{% else %}{{ ' ' + m['content'] + eos_token }}{% endif %}{% endfor %}"
+)
+
+# turn text says who wrote it and where: "p<conv>.<turn>" for the person, "q<conv>.<turn>" for a partner
+CONVS = [
+    [{"role": "user" if i % 2 == 0 else "assistant", "content": f"{'q' if i % 2 == 0 else 'p'}{c}.{i} lol"}
+     for i in range(n)]
+    for c, n in enumerate([6, 5, 2, 20])
+] + [[{"role": "assistant", "content": "p4.0 hey"}, {"role": "user", "content": "q4.1 yes"},
+      {"role": "assistant", "content": "p4.2 pizza?"}, {"role": "user", "content": "  "},
+      {"role": "user", "content": "q4.4 sure"}]]
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory) -> Path:
+    return make_tiny_llama(tmp_path_factory.mktemp("tiny"))
+
+
+def _tok(tiny_dir, **cfg_kw):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_dir)
+    return tok, setup_tokenizer(tok, LoraTrainConfig(base_model=str(tiny_dir), **cfg_kw))
+
+
+def test_each_pair_is_the_persons_turn_against_the_next_partner_turn_after_the_same_context(tiny_dir):
+    tok, info = _tok(tiny_dir)
+    pairs = contrast_pairs(tok, CONVS, info, system_prompt="You are Sam.", max_prompt=10_000, limit=1000, seed=0)
+    # every reply with a non-empty partner turn after it, once: conv 0 has replies 1, 3 (5 has none after),
+    # conv 1 has 1, 3 (4 is a partner's), conv 2 has 1 (no partner after), conv 3 has 1..17, conv 4 has 2
+    want = {("p0.1", "q0.2"), ("p0.3", "q0.4"), ("p1.1", "q1.2"), ("p1.3", "q1.4"), ("p4.2", "q4.4")}
+    want |= {(f"p3.{i}", f"q3.{i + 1}") for i in range(1, 19, 2)}
+    got = {(p["chosen"].split()[0], p["rejected"].split()[0]) for p in pairs}
+    assert got == want and len(pairs) == len(want)
+    for p in pairs:
+        conv, turn = map(int, p["chosen"].split()[0][1:].split("."))
+        assert p["prompt"].endswith("<|im_start|>assistant\n")  # the opening of the person's turn
+        assert p["prompt"].startswith("<|im_start|>system\nYou are Sam.")
+        # the context before the reply, up to MAX_CONTEXT_TURNS turns of it; nothing after it
+        before = [t["content"] for t in CONVS[conv][:turn]]
+        assert all(t in p["prompt"] for t in before[-MAX_CONTEXT_TURNS:])
+        assert not any(t in p["prompt"] for t in before[:-MAX_CONTEXT_TURNS])
+        assert p["chosen"] not in p["prompt"] and p["rejected"] not in p["prompt"]
+
+
+def test_limit_is_a_seeded_draw_and_prompts_fit_max_prompt(tiny_dir):
+    tok, info = _tok(tiny_dir)
+    kw = dict(system_prompt="", max_prompt=10_000, seed=1)
+    all_pairs = contrast_pairs(tok, CONVS, info, limit=1000, **kw)
+    some = contrast_pairs(tok, CONVS, info, limit=4, **kw)
+    assert len(some) == 4 and all(p in all_pairs for p in some)
+    assert some == contrast_pairs(tok, CONVS, info, limit=4, **kw)
+    assert some != contrast_pairs(tok, CONVS, info, limit=4, **{**kw, "seed": 2})
+    # a tight max_prompt drops the earliest turns of context until it fits
+    short = contrast_pairs(tok, CONVS, info, limit=1000, **{**kw, "max_prompt": 30})
+    lens = [len(tok(p["prompt"], add_special_tokens=False)["input_ids"]) for p in short]
+    assert len(short) == len(all_pairs) and max(lens) <= 30
+    assert sum(map(len, (p["prompt"] for p in short))) < sum(map(len, (p["prompt"] for p in all_pairs)))
+    assert contrast_pairs(tok, CONVS, info, limit=0, **kw) == []
+
+
+def test_strict_template_prompt_opens_with_a_user_turn(tiny_dir, tmp_path):
+    (tmp_path / "strict.jinja").write_text(STRICT_TEMPLATE, encoding="utf-8")
+    tok, info = _tok(tiny_dir, chat_template=str(tmp_path / "strict.jinja"))
+    pairs = contrast_pairs(tok, CONVS, info, system_prompt="", max_prompt=10_000, limit=1000, seed=0)
+    p42 = next(p for p in pairs if p["chosen"].startswith("p4.2"))  # conv 4 is opened by the person
+    assert p42["prompt"].lstrip().startswith("[INST] q4.1") and "p4.0" not in p42["prompt"]
+    assert all(p["prompt"].lstrip().startswith("[INST]") for p in pairs)
+
+
+# ------------------------------------------------------------------------------------------ the stage, end to end
+
+def _tensors(folder: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "adapter_model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory, tiny_dir):
+    from test_lora import write_data
+
+    base = tmp_path_factory.mktemp("contrast")
+    return {"tiny": tiny_dir, "data": write_data(base / "data.jsonl", n=40), "base": base}
+
+
+def test_contrast_stage_runs_after_training_and_is_kept_only_if_the_persona_gap_holds(env):
+    import json
+
+    from test_lora import tiny_cfg
+    from train_lora import run
+
+    out = env["base"] / "run"
+    # a whole epoch (6 steps), not max_steps: transformers resumes a run stopped by max_steps mid-epoch one step past it
+    args = ("max_steps=0", "epochs=1", "eval_steps=2", "save_steps=2", "save_total_limit=0", "persona_holdout=0.25",
+            "persona_messages=50", "early_stopping_patience=0", "eval_on_start=false")
+    first = run(tiny_cfg(env["tiny"], env["data"], out, *args))
+    assert "contrast" not in first["selection"]  # off by default
+    # the same command with contrast_pairs on a finished run: nothing more is trained, the stage runs on adapter/
+    summary = run(tiny_cfg(env["tiny"], env["data"], out, *args, "contrast_pairs=10", "contrast_learning_rate=5e-3"))
+    assert summary["global_step"] == first["global_step"] and summary["selection"]["kept_step"] == first["selection"]["kept_step"]
+    c = summary["selection"]["contrast"]
+    assert c["pairs"] == 10 and c["steps"] == 3  # 4 pairs per step
+    logged = {r["step"]: r["eval_persona_gap"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
+              if "eval_persona_gap" in r}
+    assert c["persona_gap_before"] == logged[summary["selection"]["kept_step"]]
+    assert c["kept"] == (c["persona_gap_after"] >= c["persona_gap_before"])
+    rows = [json.loads(line) for line in (out / "contrast" / "metrics.jsonl").read_text().splitlines()]
+    assert any("rewards/margins" in r for r in rows)
+    kept, ckpt = _tensors(out / "adapter"), _tensors(out / f"checkpoint-{summary['selection']['kept_step']}")
+    assert kept.keys() == ckpt.keys() and not any(".ref." in k for k in kept)  # TRL's reference copy is not saved
+    same = all((kept[k] == ckpt[k]).all() for k in kept)
+    assert same != c["kept"]  # the contrast stage's weights if kept, else exactly the supervised checkpoint's
+    meta = json.loads((out / "adapter" / "graftkit_lora.json").read_text())
+    assert meta["selection"]["contrast"] == c
+    from graftkit.evaluate.loading import selection_note
+
+    note = selection_note(meta["selection"])  # what evaluate_persona.py's report says about the kept adapter
+    assert "contrast stage on 10 pairs" in note and ("not kept" in note) != c["kept"]
+
+
+@pytest.mark.parametrize("gap_before", [float("inf"), float("-inf")])
+def test_contrast_stage_puts_the_supervised_weights_back_when_the_gap_falls(env, gap_before):
+    from peft import get_peft_model_state_dict
+
+    from graftkit.lora.contrast import run_contrast
+    from graftkit.lora.data import read_samples
+    from graftkit.lora.persona import PersonaScorer
+    from test_lora import tiny_cfg
+    from train_lora import load_for_training
+
+    cfg = tiny_cfg(env["tiny"], env["data"], env["base"] / "direct", "contrast_pairs=8", "contrast_learning_rate=5e-2")
+    loaded = load_for_training(cfg, "peft")
+    convs = [s.messages for s in read_samples(env["data"])]
+    persona = PersonaScorer(loaded.model, loaded.tokenizer, loaded.info, convs[:8], system_prompt="",
+                            max_length=128, messages=20, seed=0)
+    before = {k: v.clone() for k, v in get_peft_model_state_dict(loaded.model).items()}
+    res = run_contrast(cfg, loaded, convs[8:], env["base"] / "direct", persona, gap_before)
+    after = get_peft_model_state_dict(loaded.model)
+    unchanged = all((before[k] == after[k]).all() for k in before)
+    assert res["kept"] == (gap_before == float("-inf")) and unchanged == (not res["kept"])
+    assert list(loaded.model.peft_config) == ["default"]
