@@ -312,7 +312,8 @@ def _train(cfg: LoraTrainConfig, out: Path, train_s: list, val_s: list, persona_
     steps_run = trainer.state.global_step - step_of(resume)
     if resume and steps_run == 0:
         notice(f"{Path(resume).name} had already reached the end of training (step {trainer.state.global_step}): "
-               "nothing new was trained; raise max_steps or epochs to continue, or pass resume=false to start over")
+               "nothing new was trained" + ("; the contrast stage runs on its kept adapter" if cfg.contrast_pairs else
+                                            "; raise max_steps or epochs to continue, or pass resume=false to start over"))
     stopped_early = (bool(val_rows) and cfg.early_stopping_patience > 0
                      and trainer.state.global_step < trainer.state.max_steps)
     watched = "persona gap" if trainer.args.metric_for_best_model == "eval_persona_gap" else "val loss"

@@ -36,7 +36,8 @@ def tiny_cfg(tiny: Path, data: Path, out: Path, *overrides: str) -> LoraTrainCon
     return load_config(LoraTrainConfig, ROOT / "lora_config.yaml", [
         f"base_model={tiny}", f"data_file={data}", f"output_dir={out}", "val_fraction=0.2", "max_steps=6",
         "eval_steps=3", "save_steps=3", "logging_steps=1", "batch_size=4", "gradient_accumulation_steps=1",
-        "learning_rate=1e-2", "warmup_steps=0", "gradient_checkpointing=false", "max_seq_length=128", *overrides])
+        "learning_rate=1e-2", "warmup_steps=0", "gradient_checkpointing=false", "max_seq_length=128",
+        "contrast_pairs=0", *overrides])  # the contrast stage has its own tests (test_lora_contrast.py)
 
 
 @pytest.fixture(scope="module")

@@ -75,6 +75,8 @@ def test_limit_is_a_seeded_draw_and_prompts_fit_max_prompt(tiny_dir):
     assert len(short) == len(all_pairs) and max(lens) <= 30
     assert sum(map(len, (p["prompt"] for p in short))) < sum(map(len, (p["prompt"] for p in all_pairs)))
     assert contrast_pairs(tok, CONVS, info, limit=0, **kw) == []
+    # not even the last turn of context fits: no pair (never a prompt over the limit)
+    assert contrast_pairs(tok, CONVS, info, limit=1000, **{**kw, "max_prompt": 3}) == []
 
 
 def test_strict_template_prompt_opens_with_a_user_turn(tiny_dir, tmp_path):
@@ -102,7 +104,7 @@ def env(tmp_path_factory, tiny_dir):
     return {"tiny": tiny_dir, "data": write_data(base / "data.jsonl", n=40), "base": base}
 
 
-def test_contrast_stage_runs_after_training_and_is_kept_only_if_the_persona_gap_holds(env):
+def test_contrast_stage_runs_after_training_and_is_kept_only_if_the_persona_gap_holds(env, capsys):
     import json
 
     from test_lora import tiny_cfg
@@ -113,9 +115,13 @@ def test_contrast_stage_runs_after_training_and_is_kept_only_if_the_persona_gap_
     args = ("max_steps=0", "epochs=1", "eval_steps=2", "save_steps=2", "save_total_limit=0", "persona_holdout=0.25",
             "persona_messages=50", "early_stopping_patience=0", "eval_on_start=false")
     first = run(tiny_cfg(env["tiny"], env["data"], out, *args))
-    assert "contrast" not in first["selection"]  # off by default
+    assert "contrast" not in first["selection"]  # contrast_pairs=0 (tiny_cfg)
     # the same command with contrast_pairs on a finished run: nothing more is trained, the stage runs on adapter/
+    capsys.readouterr()
     summary = run(tiny_cfg(env["tiny"], env["data"], out, *args, "contrast_pairs=10", "contrast_learning_rate=5e-3"))
+    said = "".join(capsys.readouterr())
+    assert "nothing new was trained; the contrast stage runs on its kept adapter" in said
+    assert "contrast stage: 10 pairs" in said and "persona gap on the held-out slice" in said
     assert summary["global_step"] == first["global_step"] and summary["selection"]["kept_step"] == first["selection"]["kept_step"]
     c = summary["selection"]["contrast"]
     assert c["pairs"] == 10 and c["steps"] == 3  # 4 pairs per step

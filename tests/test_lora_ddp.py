@@ -37,7 +37,7 @@ def test_two_gloo_processes_split_the_data_save_once_and_resume(tmp_path):
     out = tmp_path / "out"
     common = [f"base_model={tiny}", f"data_file={data}", f"output_dir={out}", "val_fraction=0", "batch_size=2",
               "gradient_accumulation_steps=1", "gradient_checkpointing=false", "max_seq_length=128",
-              "logging_steps=1", "save_steps=2", "packing=false", "learning_rate=1e-2"]
+              "logging_steps=1", "save_steps=2", "packing=false", "learning_rate=1e-2", "contrast_pairs=0"]
 
     p = torchrun(*common, "max_steps=2")
     assert p.returncode == 0, p.stderr[-3000:]

@@ -117,7 +117,8 @@ def test_same_seed_same_adapter_and_resume_matches(env, monkeypatch):
     import train_lora as train_mod
     from train_lora import run
 
-    common = ["val_fraction=0", "eval_on_start=false", "save_formats=[lora]", "learning_rate=5e-3", "max_steps=4"]
+    common = ["val_fraction=0", "eval_on_start=false", "save_formats=[lora]", "learning_rate=5e-3", "max_steps=4",
+              "contrast_pairs=0"]
     base = env["base"]
     s1 = run(tiny_cfg(env["tiny"], env["data"], base / "r1", *common))
     run(tiny_cfg(env["tiny"], env["data"], base / "r2", *common))

@@ -145,7 +145,7 @@ def lora_env(tmp_path_factory):
     return {"tiny": make_tiny_llama(base / "tiny"), "data": write_data(base / "data.jsonl"), "base": base}
 
 
-LORA_COMMON = ("val_fraction=0", "eval_on_start=false", "lr_scheduler=constant", "save_formats=[lora]")
+LORA_COMMON = ("val_fraction=0", "eval_on_start=false", "lr_scheduler=constant", "save_formats=[lora]", "contrast_pairs=0")
 
 
 def test_lora_sigterm_saves_a_checkpoint_the_next_run_resumes(lora_env, tmp_path):

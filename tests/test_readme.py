@@ -27,7 +27,7 @@ README = ROOT / "README_TRAINING.md"
 
 # Appended to the README's commands so they run in seconds on a CPU with the tiny model.
 LORA_FAST = ("max_steps=2 max_seq_length=128 batch_size=2 gradient_accumulation_steps=1 eval_steps=2 "
-             "save_steps=2 logging_steps=1 eval_on_start=false")
+             "save_steps=2 logging_steps=1 eval_on_start=false contrast_pairs=0")
 EVAL_FAST = "--max-samples 4 --max-new-tokens 8 --pool-size 12 --candidates 4 --bootstrap 50"
 TINY_FAST = ("max_iters=6 eval_interval=3 eval_iters=1 log_interval=3 batch_size=4 block_size=64 n_layer=2 "
              "n_head=2 n_embd=32 num_samples=1 max_new_tokens=16 progress=false")

@@ -75,7 +75,8 @@ def train_lora(model_dir: Path, data: Path, out: Path, backend: str, steps: int,
            f"output_dir={out}", f"max_steps={steps}", "load_in_4bit=true", "gradient_checkpointing=true",
            "save_formats=[lora,merged_16bit]", f"max_seq_length={seq}", f"batch_size={batch}",
            "gradient_accumulation_steps=1", "logging_steps=5", "eval_on_start=false", f"eval_steps={steps}",
-           f"save_steps={steps}", "early_stopping_patience=0", "resume=false"]
+           f"save_steps={steps}", "early_stopping_patience=0", "resume=false",
+           "contrast_pairs=16"]  # a short contrast stage: DPOTrainer on this backend (Unsloth: PatchDPOTrainer)
     t0 = time.perf_counter()
     rc = run_logged(cmd, out / "train.log", {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
     row = {"backend": backend, "rc": rc, "wall_s": round(time.perf_counter() - t0, 1), "log": str(out / "train.log")}

@@ -25,7 +25,7 @@ from .data import EncodeError, TemplateInfo, render, with_system_prompt
 
 MAX_CONTEXT_TURNS = 8  # turns of context before each pair's turn, fewer when they pass max_prompt tokens
 CONTRAST_PAIRS_PER_STEP = 4  # pairs per optimizer step (batch_size per pass, accumulated up to this)
-CONTRAST_MAX_REPLY = 128  # max_length = max_prompt + this; a longer pair loses the start of its prompt (keep_end)
+CONTRAST_MAX_REPLY = 128  # tokens of each pair's turn after its prompt (max_length = max_prompt + this)
 
 
 def contrast_pairs(tok: Any, convs: Sequence[list[dict[str, str]]], info: TemplateInfo, *, system_prompt: str,
@@ -36,7 +36,8 @@ def contrast_pairs(tok: Any, convs: Sequence[list[dict[str, str]]], info: Templa
     prompt: the conversation before the reply (at most MAX_CONTEXT_TURNS turns, fewer until it fits `max_prompt`
     tokens), rendered by the training template up to the opening of the person's turn. chosen: the person's
     reply. rejected: the first partner turn after it (one that is not in the prompt, so the stage cannot learn
-    "do not repeat what was said"). A conversation the template cannot render is skipped, as in training."""
+    "do not repeat what was said"). A reply whose context the template cannot render, or whose last turn of
+    context alone is over `max_prompt` tokens, makes no pair."""
     candidates = [(ci, i) for ci, conv in enumerate(convs) for i, t in enumerate(conv)
                   if t["role"] == "assistant" and i > 0 and t["content"].strip()
                   and any(u["role"] == "user" and u["content"].strip() for u in conv[i + 1:])]
@@ -56,10 +57,9 @@ def contrast_pairs(tok: Any, convs: Sequence[list[dict[str, str]]], info: Templa
 def _fitting_prompt(tok: Any, conv: list[dict[str, str]], i: int, info: TemplateInfo, system_prompt: str,
                     max_prompt: int) -> str | None:
     """The rendered context of turn i with as many of its last turns (at most MAX_CONTEXT_TURNS) as fit in
-    `max_prompt` tokens; the last turn alone when even that is longer (the trainer keeps the end)."""
+    `max_prompt` tokens; None when not even the last turn alone fits (the pair is skipped)."""
     system = [t for t in conv[:i] if t["role"] == "system"]
     turns = [t for t in conv[:i] if t["role"] != "system"]
-    prompt = None
     for lo in range(max(0, len(turns) - MAX_CONTEXT_TURNS), len(turns)):
         try:
             prompt = render(tok, with_system_prompt(system + turns[lo:], system_prompt), info,
@@ -68,7 +68,7 @@ def _fitting_prompt(tok: Any, conv: list[dict[str, str]], i: int, info: Template
             continue
         if len(tok(prompt, add_special_tokens=False)["input_ids"]) <= max_prompt:
             return prompt
-    return prompt
+    return None
 
 
 def run_contrast(cfg: Any, loaded: Any, convs: Sequence[list[dict[str, str]]], out: Path, persona: Any,
@@ -102,7 +102,7 @@ def run_contrast(cfg: Any, loaded: Any, convs: Sequence[list[dict[str, str]]], o
         output_dir=str(out / "contrast"), per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=max(1, CONTRAST_PAIRS_PER_STEP // cfg.batch_size), num_train_epochs=1,
         learning_rate=cfg.contrast_learning_rate, beta=cfg.contrast_beta, loss_type=["sigmoid", "sft"],
-        max_length=cfg.contrast_max_prompt + CONTRAST_MAX_REPLY, truncation_mode="keep_end",
+        max_length=cfg.contrast_max_prompt + CONTRAST_MAX_REPLY,  # a longer turn loses its end (keep_start)
         lr_scheduler_type="linear", warmup_steps=0.03, weight_decay=cfg.weight_decay, seed=cfg.seed,
         precompute_ref_log_probs=True,  # the reference (the supervised adapter) is read once, not every step
         logging_steps=cfg.logging_steps, save_strategy="no", report_to="wandb" if cfg.wandb else "none",
@@ -135,6 +135,8 @@ def run_contrast(cfg: Any, loaded: Any, convs: Sequence[list[dict[str, str]]], o
                            "last_margin": logs[-1]["rewards/margins"] if logs else None,
                            "last_accuracy": logs[-1]["rewards/accuracies"] if logs else None}
     if persona is None:
+        notice("contrast stage kept unchecked: no held-out persona slice to score it on (no validation data, or "
+               "persona_holdout: 0)")
         return {**res, "kept": True}
     after = persona.score()
     res.update({"persona_gap_before": gap_before, "persona_gap_after": after["persona_gap"],
