@@ -164,3 +164,36 @@ def test_contrast_stage_puts_the_supervised_weights_back_when_the_gap_falls(env,
     unchanged = all((before[k] == after[k]).all() for k in before)
     assert res["kept"] == (gap_before == float("-inf")) and unchanged == (not res["kept"])
     assert list(loaded.model.peft_config) == ["default"]
+
+
+@pytest.mark.slow  # two whole runs in subprocesses (~30 s alone)
+def test_sigterm_during_the_contrast_stage_keeps_the_supervised_run_and_the_next_run_redoes_the_stage(env, tmp_path):
+    import re
+    import signal
+    import sys
+
+    from test_preemption import signal_after_first
+
+    out = tmp_path / "out"
+    cmd = [sys.executable, "train_lora.py", "--config", "lora_config.yaml", f"base_model={env['tiny']}",
+           f"data_file={env['data']}", f"output_dir={out}", "val_fraction=0.2", "max_seq_length=128", "batch_size=4",
+           "gradient_checkpointing=false", "eval_steps=2", "save_steps=2", "eval_on_start=false",
+           "persona_holdout=0.25", "persona_messages=50", "early_stopping_patience=0", "learning_rate=1e-2",
+           "contrast_pairs=10", "save_formats=[lora]"]
+    rc, stdout, stderr = signal_after_first(cmd, re.compile(r"contrast stage: 10 pairs"), signal.SIGTERM)
+    assert rc == 143, (rc, stderr[-2000:])
+    assert "SIGTERM: stopped during the contrast stage" in stderr and "Traceback" not in stderr
+    assert not (out / "adapter").exists()  # nothing half-done is published
+    ckpts = sorted(out.glob("checkpoint-*"))
+    assert ckpts and not list((out / "contrast").glob("checkpoint-*"))  # the supervised run is all there
+    import subprocess
+
+    from test_preemption import ENV, ROOT
+
+    p = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "nothing new was trained; the contrast stage runs on its kept adapter" in p.stderr + p.stdout
+    import json
+
+    meta = json.loads((out / "adapter" / "graftkit_lora.json").read_text())
+    assert meta["selection"]["contrast"]["pairs"] == 10

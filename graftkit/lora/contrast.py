@@ -81,6 +81,7 @@ def run_contrast(cfg: Any, loaded: Any, convs: Sequence[list[dict[str, str]]], o
     import torch
     from datasets import Dataset
     from peft import get_peft_model_state_dict, set_peft_model_state_dict
+    from transformers import TrainerCallback
     from trl import DPOConfig, DPOTrainer
 
     from ..errors import notice
@@ -113,9 +114,17 @@ def run_contrast(cfg: Any, loaded: Any, convs: Sequence[list[dict[str, str]]], o
         from unsloth import PatchDPOTrainer
 
         PatchDPOTrainer()
+    class StopAfterStep(TrainerCallback):
+        """Ctrl-C / SIGTERM / SIGHUP (train_lora's StopOnInterrupt) ends the stage after the current step, without
+        a checkpoint: the supervised weights are put back and a re-run redoes the stage."""
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if stop is not None and stop.requested:
+                control.should_training_stop = True
+
     t = time.perf_counter()
     trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(pairs), processing_class=tok,
-                         callbacks=[stop.callback] if stop is not None else None)
+                         callbacks=[StopAfterStep()])
     try:
         trainer.train()
     finally:
