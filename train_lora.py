@@ -322,13 +322,13 @@ def _train(cfg: LoraTrainConfig, out: Path, train_s: list, val_s: list, persona_
         say(f"early stopping: {watched} did not improve by more than {cfg.early_stopping_threshold} for "
             f"{cfg.early_stopping_patience} evaluations; stopped at step {trainer.state.global_step} of "
             f"{trainer.state.max_steps}" + (f"; restored the best checkpoint {Path(best).name}" if best else ""))
+    # which checkpoint became adapter/ (None: the last step), and the persona gap logged at each evaluation
+    kept = kept_step(trainer.state) if trainer.args.load_best_model_at_end else None
+    gaps = {r["step"]: r["eval_persona_gap"] for r in trainer.state.log_history if "eval_persona_gap" in r}
     # the contrast stage (contrast_pairs > 0): your turn against a partner's after the same context, on the kept adapter
     contrast = None
     if cfg.contrast_pairs:
-        at = kept_step(trainer.state) if trainer.args.load_best_model_at_end else None
-        at = trainer.state.global_step if at is None else at
-        gap_kept = next((r["eval_persona_gap"] for r in trainer.state.log_history
-                         if r.get("step") == at and "eval_persona_gap" in r), None)
+        gap_kept = gaps.get(trainer.state.global_step if kept is None else kept)
         with stop.catching_sigint():
             contrast = run_contrast(cfg, loaded, [smp.messages for smp in train_s], out, persona, gap_kept, stop)
         if stop.requested:
@@ -339,8 +339,7 @@ def _train(cfg: LoraTrainConfig, out: Path, train_s: list, val_s: list, persona_
     if not trainer.is_world_process_zero():  # torchrun / accelerate launch: rank 0 saves
         return {"global_step": trainer.state.global_step, "rank": trainer.args.process_index}
 
-    # which checkpoint became adapter/, and both curves it was chosen from
-    kept = kept_step(trainer.state) if trainer.args.load_best_model_at_end else None
+    # both curves the kept checkpoint was chosen from
     table = selection_table(trainer.state.log_history, kept)
     if table:
         say(f"evaluations (adapter/ keeps the {'best ' + watched if kept is not None else 'last step'}):\n{table}")
@@ -378,7 +377,6 @@ def _train(cfg: LoraTrainConfig, out: Path, train_s: list, val_s: list, persona_
     if export_error is not None:
         raise export_error
     best = f", best val loss {summary['best_eval_loss']:.4f}" if summary["best_eval_loss"] is not None else ""
-    gaps = {r["step"]: r["eval_persona_gap"] for r in trainer.state.log_history if "eval_persona_gap" in r}
     if selection["kept_step"] in gaps:
         best += f", persona gap {gaps[selection['kept_step']]:+.4f} at the kept step {selection['kept_step']}"
     say(f"done: step {trainer.state.global_step}{best}; adapter in {adapter_dir}")
