@@ -35,7 +35,7 @@ from graftkit.runstate import Stopped, run_folder, signal_name
 from graftkit.samples import subsample
 from graftkit.lora.backend import (Loaded, check_hub, check_target_modules, cuda_available, hub_error, load_base,
                                    lora_kwargs, rank, remote_code_error, resize_for_tokenizer, say, select_backend,
-                                   set_generation_ids, tune_cpu_allocator)
+                                   set_generation_ids, trainer_device_args, tune_cpu_allocator)
 from graftkit.lora.config import LoraTrainConfig
 from graftkit.lora.contrast import run_contrast
 from graftkit.lora.data import (PackedCollator, check_response_part, encode_samples, load_splits, setup_tokenizer,
@@ -146,7 +146,6 @@ def build_trainer(cfg: LoraTrainConfig, loaded: Loaded, train_rows: list[dict], 
 
     With a `persona` scorer every evaluation also measures the persona gap, and (select_on: persona) the
     checkpoint with the largest one is restored at the end and early stopping watches it instead of val loss."""
-    import torch
     from datasets import Dataset
     from transformers import EarlyStoppingCallback
     from trl import SFTConfig
@@ -156,7 +155,6 @@ def build_trainer(cfg: LoraTrainConfig, loaded: Loaded, train_rows: list[dict], 
     early = has_val and cfg.early_stopping_patience > 0
     by_persona = has_val and persona is not None and cfg.select_on == "persona"
     keep_best = early or by_persona  # restore the best checkpoint at the end (what adapter/ then holds)
-    bf16 = cuda and torch.cuda.is_bf16_supported()
     extra: dict[str, Any] = {}
     if loaded.backend == "peft":
         checkpointing = resolve_checkpointing(cfg, loaded.model, cuda, train_batch or cfg.batch_size)
@@ -185,9 +183,8 @@ def build_trainer(cfg: LoraTrainConfig, loaded: Loaded, train_rows: list[dict], 
         load_best_model_at_end=keep_best,
         metric_for_best_model=("eval_persona_gap" if by_persona else "eval_loss") if keep_best else None,
         greater_is_better=by_persona if keep_best else None,
-        bf16=bf16, fp16=cuda and not bf16, use_cpu=not cuda, dataloader_pin_memory=cuda,
         ddp_find_unused_parameters=False,  # torchrun / accelerate launch: every LoRA weight is used in each step
-        report_to="wandb" if cfg.wandb else "none", **extra,
+        **trainer_device_args(loaded.device, cfg.wandb), **extra,
     )
     GraftTrainer, MetricsCallback = trainer_classes()  # SFTTrainer + token counts / perplexity; metrics.jsonl + PNG
     callbacks = [MetricsCallback(out)]

@@ -109,6 +109,18 @@ def say(*args: Any, **kwargs: Any) -> None:
         print(*args, **{**kwargs, "flush": True})
 
 
+def trainer_device_args(device: str, wandb: bool) -> dict[str, Any]:
+    """The TrainingArguments both trainers (SFT and the contrast stage's DPO) take from the device: bf16 where
+    the GPU has it (else fp16 on CUDA; fp32 on a CPU, whose bf16 is emulated and slow), pinned memory on CUDA
+    only, and wandb only when asked."""
+    cuda = device == "cuda"
+    import torch
+
+    bf16 = cuda and torch.cuda.is_bf16_supported()
+    return {"bf16": bf16, "fp16": cuda and not bf16, "use_cpu": not cuda, "dataloader_pin_memory": cuda,
+            "report_to": "wandb" if wandb else "none"}
+
+
 @dataclass
 class Loaded:
     model: Any

@@ -78,7 +78,6 @@ def run_contrast(cfg: Any, loaded: Any, convs: Sequence[list[dict[str, str]]], o
     With a persona scorer, the held-out slice is scored after the stage and its adapter is kept only if the
     persona gap did not fall (`gap_before`: the kept checkpoint's); otherwise the supervised weights are put
     back. Returns what happened, for train_summary.json and graftkit_lora.json."""
-    import torch
     from datasets import Dataset
     from peft import get_peft_model_state_dict, set_peft_model_state_dict
     from transformers import TrainerCallback
@@ -86,7 +85,7 @@ def run_contrast(cfg: Any, loaded: Any, convs: Sequence[list[dict[str, str]]], o
 
     from ..errors import notice
     from ..fileio import atomic_write_jsonl
-    from .backend import say
+    from .backend import say, trainer_device_args
 
     tok, info, model = loaded.tokenizer, loaded.info, loaded.model
     pairs = contrast_pairs(tok, convs, info, system_prompt=cfg.system_prompt, max_prompt=cfg.contrast_max_prompt,
@@ -97,8 +96,6 @@ def run_contrast(cfg: Any, loaded: Any, convs: Sequence[list[dict[str, str]]], o
     say(f"contrast stage: {len(pairs)} pairs (your turn vs the next partner turn, after the same context), "
         f"lr {cfg.contrast_learning_rate:g}, beta {cfg.contrast_beta:g}")
     supervised = {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
-    cuda = loaded.device == "cuda"
-    bf16 = cuda and torch.cuda.is_bf16_supported()
     args = DPOConfig(
         output_dir=str(out / "contrast"), per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=max(1, CONTRAST_PAIRS_PER_STEP // cfg.batch_size), num_train_epochs=1,
@@ -106,8 +103,8 @@ def run_contrast(cfg: Any, loaded: Any, convs: Sequence[list[dict[str, str]]], o
         max_length=cfg.contrast_max_prompt + CONTRAST_MAX_REPLY,  # a longer turn loses its end (keep_start)
         lr_scheduler_type="linear", warmup_steps=0.03, weight_decay=cfg.weight_decay, seed=cfg.seed,
         precompute_ref_log_probs=True,  # the reference (the supervised adapter) is read once, not every step
-        logging_steps=cfg.logging_steps, save_strategy="no", report_to="wandb" if cfg.wandb else "none",
-        bf16=bf16, fp16=cuda and not bf16, use_cpu=not cuda, dataloader_pin_memory=cuda,
+        logging_steps=cfg.logging_steps, save_strategy="no",
+        **trainer_device_args(loaded.device, cfg.wandb),
         gradient_checkpointing=False, ddp_find_unused_parameters=False,
     )
     if loaded.backend == "unsloth":  # Unsloth's patch for TRL's DPOTrainer on its fast models (untested here: no GPU)
