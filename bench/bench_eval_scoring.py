@@ -39,7 +39,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 def item_sets(val: list, contexts: int, pool: int, seed: int = 1234) -> list:
     from graftkit.evaluate.core import subsample, build_samples, context_fit_candidates, first_message
-    from graftkit.evaluate.models import swap_roles
+    from graftkit.samples import swap_roles
 
     samples = build_samples(val, max_samples=contexts, seed=seed, max_context_turns=8)
     windowed = build_samples(val, max_samples=None, seed=seed, max_context_turns=8)

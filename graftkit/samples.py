@@ -29,6 +29,14 @@ def subsample(items: list, n: int, seed: int) -> list:
 SHAREGPT_TO_ROLE = {"system": "system", "human": "user", "gpt": "assistant"}
 ROLE_TO_SHAREGPT = {v: k for k, v in SHAREGPT_TO_ROLE.items()}
 OPENAI_ROLES = ("system", "user", "assistant")
+SWAP = {"user": "assistant", "assistant": "user"}
+
+
+def swap_roles(turns: Iterable[dict[str, str]]) -> list[dict[str, str]]:
+    """The conversation with the person and the partner swapped (system turns kept): a partner's
+    message, scored as the person's reply in the swapped conversation, is a real reply in a real
+    context exactly as the person's own replies are."""
+    return [{"role": SWAP.get(t["role"], t["role"]), "content": t["content"]} for t in turns]
 
 
 def _content_text(content: Any, path: Path, lineno: int, turn: int) -> str:

@@ -118,7 +118,7 @@ def test_persona_numbers_find_the_person_and_stay_at_chance_without_one(person_a
 
 def test_the_pool_is_whole_conversations_until_each_side_has_enough():
     from graftkit.evaluate.core import build_samples, pick_conversations
-    from graftkit.evaluate.models import swap_roles
+    from graftkit.samples import swap_roles
 
     convs = make_chats(60, 5, persona=True)  # 2-4 exchanges each
     pool = pick_conversations(convs, 40, seed=9)
@@ -199,7 +199,8 @@ def test_batched_scoring_equals_one_sequence_at_a_time():
     """One forward per padded batch gives the same NLL as scoring each sequence alone."""
     import torch
 
-    from graftkit.evaluate.models import continuation_nll, swap_roles
+    from graftkit.evaluate.models import continuation_nll
+    from graftkit.samples import swap_roles
     from graftkit.evaluate.tiny import TinyGPTModel, render_context
 
     convs = make_chats(5, 0, True)

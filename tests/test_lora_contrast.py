@@ -88,6 +88,52 @@ def test_strict_template_prompt_opens_with_a_user_turn(tiny_dir, tmp_path):
     assert all(p["prompt"].lstrip().startswith("[INST]") for p in pairs)
 
 
+def test_own_context_reads_the_rejected_turn_after_its_own_conversation_with_the_roles_swapped(tiny_dir):
+    tok, info = _tok(tiny_dir)
+    kw = dict(system_prompt="You are Sam.", max_prompt=10_000, limit=1000, seed=0)
+    same = contrast_pairs(tok, CONVS, info, **kw)
+    own = contrast_pairs(tok, CONVS, info, rejected_context="own_context", **kw)
+    # the same pairs (prompt, chosen, rejected); only the rejected turn's context is added
+    assert [{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in own] == same
+    for p in own:
+        conv, j = map(int, p["rejected"].split()[0][1:].split("."))
+        ctx = tok.decode(p["rejected_prompt_ids"])
+        assert ctx.startswith("<|im_start|>system\nYou are Sam.") and ctx.endswith("<|im_start|>assistant\n")
+        before = [t for t in CONVS[conv][:j] if t["content"].strip()][-MAX_CONTEXT_TURNS:]
+        for t in before:  # every turn up to the partner's, the person's now as the user and the partners' as you
+            swapped = "user" if t["role"] == "assistant" else "assistant"
+            assert f"<|im_start|>{swapped}\n{t['content']}<|im_end|>" in ctx
+        assert p["rejected"] not in ctx and p["chosen"] in ctx  # the reply it answers, not itself
+    # a context that cannot fit max_prompt on the rejected side drops the pair, never an over-long prompt
+    tight = contrast_pairs(tok, CONVS, info, rejected_context="own_context", **{**kw, "max_prompt": 30})
+    assert tight and all(len(p["rejected_prompt_ids"]) <= 30 for p in tight)
+
+
+def test_own_context_collator_builds_the_rejected_rows_from_their_own_prompt():
+    from graftkit.lora.contrast import own_context_trainer
+
+    _, Collator = own_context_trainer()
+    examples = [{"prompt_ids": [1, 2, 3], "chosen_ids": [4, 5], "rejected_ids": [6], "rejected_prompt_ids": [7, 8, 9, 10, 11],
+                 "ref_chosen_logps": -1.0, "ref_rejected_logps": -2.0},
+                {"prompt_ids": [12], "chosen_ids": [13], "rejected_ids": [14, 15], "rejected_prompt_ids": [16],
+                 "ref_chosen_logps": -3.0, "ref_rejected_logps": -4.0}]
+    out = Collator(pad_token_id=0)(examples)
+    rows = [[int(x) for x, m in zip(ids, att) if m] for ids, att in zip(out["input_ids"], out["attention_mask"])]
+    assert rows == [[1, 2, 3, 4, 5], [12, 13], [7, 8, 9, 10, 11, 6], [16, 14, 15]]  # chosen rows, then rejected
+    scored = [[int(x) for x, m in zip(ids, c) if m] for ids, c in zip(out["input_ids"], out["completion_mask"])]
+    assert scored == [[4, 5], [13], [6], [14, 15]]  # only the turns are scored, never a prompt
+    assert out["ref_rejected_logps"].tolist() == [-2.0, -4.0]
+    # truncation (keep_start) is TRL's, per row
+    cut = Collator(pad_token_id=0, max_length=4)(examples)
+    assert [int(x) for x, m in zip(cut["input_ids"][2], cut["attention_mask"][2]) if m] == [7, 8, 9, 10]
+    # pairs without their own context: exactly TRL's collator
+    plain = [{k: v for k, v in e.items() if k != "rejected_prompt_ids"} for e in examples]
+    from trl.trainer.dpo_trainer import DataCollatorForPreference
+
+    a, b = Collator(pad_token_id=0)(plain), DataCollatorForPreference(pad_token_id=0)(plain)
+    assert all((a[k] == b[k]).all() for k in b)
+
+
 # ------------------------------------------------------------------------------------------ the stage, end to end
 
 def _tensors(folder: Path) -> dict:
@@ -143,8 +189,9 @@ def test_contrast_stage_runs_after_training_and_is_kept_only_if_the_persona_gap_
     assert "contrast stage on 10 pairs" in note and ("not kept" in note) != c["kept"]
 
 
-@pytest.mark.parametrize("gap_before", [float("inf"), float("-inf")])
-def test_contrast_stage_puts_the_supervised_weights_back_when_the_gap_falls(env, gap_before):
+@pytest.mark.parametrize("gap_before,rejected", [(float("inf"), "same_context"), (float("-inf"), "same_context"),
+                                                 (float("-inf"), "own_context")])
+def test_contrast_stage_puts_the_supervised_weights_back_when_the_gap_falls(env, gap_before, rejected):
     from peft import get_peft_model_state_dict
 
     from graftkit.lora.contrast import run_contrast
@@ -153,7 +200,8 @@ def test_contrast_stage_puts_the_supervised_weights_back_when_the_gap_falls(env,
     from test_lora import tiny_cfg
     from train_lora import load_for_training
 
-    cfg = tiny_cfg(env["tiny"], env["data"], env["base"] / "direct", "contrast_pairs=8", "contrast_learning_rate=5e-2")
+    cfg = tiny_cfg(env["tiny"], env["data"], env["base"] / "direct", "contrast_pairs=8", "contrast_learning_rate=5e-2",
+                   f"contrast_rejected={rejected}")
     loaded = load_for_training(cfg, "peft")
     convs = [s.messages for s in read_samples(env["data"])]
     persona = PersonaScorer(loaded.model, loaded.tokenizer, loaded.info, convs[:8], system_prompt="",
@@ -163,6 +211,7 @@ def test_contrast_stage_puts_the_supervised_weights_back_when_the_gap_falls(env,
     after = get_peft_model_state_dict(loaded.model)
     unchanged = all((before[k] == after[k]).all() for k in before)
     assert res["kept"] == (gap_before == float("-inf")) and unchanged == (not res["kept"])
+    assert res["rejected"] == rejected and res["steps"] == 2 and res["last_margin"] is not None
     assert list(loaded.model.peft_config) == ["default"]
 
 

@@ -47,10 +47,10 @@ from typing import Callable, Collection, Sequence
 
 import numpy as np
 
-from ..samples import Conversation, subsample
+from ..samples import Conversation, subsample, swap_roles
 from . import metrics, stats
 from .authorship import AuthorshipClassifier, junk_texts, person_and_partner_texts, scramble, word_salad
-from .models import Item, ReplyModel, Turn, swap_roles
+from .models import Item, ReplyModel, Turn
 
 MODEL_NAMES = ("base", "tuned")
 PER_REPLY_STYLE = ["words_mean", "emoji_rate", "lowercase_rate", "ends_period_rate", "exclaim_rate",

@@ -31,7 +31,6 @@ from ..tiny_gpt.generate import sample_next
 
 Turn = dict[str, str]
 Item = tuple[Sequence[Turn], str, str]  # (context, text, role speaking the text)
-SWAP = {"user": "assistant", "assistant": "user"}
 
 
 class ReplyModel(Protocol):
@@ -48,13 +47,6 @@ class ReplyModel(Protocol):
         """A reply to the context spoken by `role`, as plain text (no markers, no end-of-turn token).
         Adapters count the replies cut at max_new_tokens in `hit_limit`."""
         ...
-
-
-def swap_roles(turns: Sequence[Turn]) -> list[Turn]:
-    """The conversation with the person and the partner swapped (system turns kept): a partner's
-    message, scored as the person's reply in the swapped conversation, is a real reply in a real
-    context exactly as the person's own replies are."""
-    return [{"role": SWAP.get(t["role"], t["role"]), "content": t["content"]} for t in turns]
 
 
 def sample_token(logits: torch.Tensor, temperature: float, generator: torch.Generator | None,

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..samples import swap_roles
 from .data import EncodeError, TemplateInfo, render, with_system_prompt
 
 MAX_CONTEXT_TURNS = 8  # turns of context before each pair's turn, fewer when they pass max_prompt tokens
@@ -29,28 +30,41 @@ CONTRAST_MAX_REPLY = 128  # tokens of each pair's turn after its prompt (max_len
 
 
 def contrast_pairs(tok: Any, convs: Sequence[list[dict[str, str]]], info: TemplateInfo, *, system_prompt: str,
-                   max_prompt: int, limit: int, seed: int) -> list[dict[str, str]]:
+                   max_prompt: int, limit: int, seed: int, rejected_context: str = "same_context") -> list[dict[str, Any]]:
     """Up to `limit` pairs {prompt, chosen, rejected}, drawn at random (seeded) from every reply of the person
     that has a partner turn after it in its conversation.
 
     prompt: the conversation before the reply (at most MAX_CONTEXT_TURNS turns, fewer until it fits `max_prompt`
     tokens), rendered by the training template up to the opening of the person's turn. chosen: the person's
     reply. rejected: the first partner turn after it (one that is not in the prompt, so the stage cannot learn
-    "do not repeat what was said"). A reply whose context the template cannot render, or whose last turn of
-    context alone is over `max_prompt` tokens, makes no pair."""
+    "do not repeat what was said"). With rejected_context "own_context" the pair also holds `rejected_prompt_ids`:
+    the tokens of that partner turn's own conversation so far with the roles swapped (the partner in your role),
+    which OwnContextCollator puts before the rejected turn. Why: after your context the partner turn answers a
+    message it never saw, so "reply to the last message" alone tells the two apart (the persona-free control
+    reached 0.48-0.73 preference accuracy on its own pairs); after its own context it is as coherent as yours,
+    and only the voice differs, exactly as who wrote it and the persona gap read partners' messages.
+    A reply whose context the template cannot render, or whose last turn of context alone is over `max_prompt`
+    tokens, makes no pair."""
     candidates = [(ci, i) for ci, conv in enumerate(convs) for i, t in enumerate(conv)
                   if t["role"] == "assistant" and i > 0 and t["content"].strip()
                   and any(u["role"] == "user" and u["content"].strip() for u in conv[i + 1:])]
     random.Random(seed).shuffle(candidates)
-    pairs: list[dict[str, str]] = []
+    pairs: list[dict[str, Any]] = []
     for ci, i in candidates:
         if len(pairs) >= limit:
             break
         conv = convs[ci]
-        rejected = next(u["content"] for u in conv[i + 1:] if u["role"] == "user" and u["content"].strip())
+        j = next(k for k in range(i + 1, len(conv)) if conv[k]["role"] == "user" and conv[k]["content"].strip())
         prompt = _fitting_prompt(tok, conv, i, info, system_prompt, max_prompt)
-        if prompt is not None:
-            pairs.append({"prompt": prompt, "chosen": conv[i]["content"], "rejected": rejected})
+        if prompt is None:
+            continue
+        pair: dict[str, Any] = {"prompt": prompt, "chosen": conv[i]["content"], "rejected": conv[j]["content"]}
+        if rejected_context == "own_context":
+            own = _fitting_prompt(tok, swap_roles(conv), j, info, system_prompt, max_prompt)
+            if own is None:
+                continue
+            pair["rejected_prompt_ids"] = tok(own, add_special_tokens=False)["input_ids"]
+        pairs.append(pair)
     return pairs
 
 
@@ -71,6 +85,41 @@ def _fitting_prompt(tok: Any, conv: list[dict[str, str]], i: int, info: Template
     return None
 
 
+def own_context_trainer() -> Any:
+    """TRL's DPOTrainer, whose pairs may carry `rejected_prompt_ids`: the rejected turn is then read after that
+    context instead of the chosen turn's prompt (contrast_rejected: own_context). Only the collator changes: it
+    builds the chosen rows as TRL does and the rejected rows from their own prompt, so the losses, the reference
+    log-probs (precomputed through the same collator) and the truncation are TRL's own."""
+    import torch
+    import torch.nn.functional as F
+    from trl import DPOTrainer
+    from trl.trainer.dpo_trainer import DataCollatorForPreference
+
+    class OwnContextCollator(DataCollatorForPreference):
+        def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+            if "rejected_prompt_ids" not in examples[0]:
+                return super().torch_call(examples)
+            # the chosen half of each call: TRL's rows for (prompt, chosen) and for (rejected_prompt, rejected)
+            chosen = super().torch_call(examples)
+            rejected = super().torch_call([{**e, "prompt_ids": e["rejected_prompt_ids"], "chosen_ids": e["rejected_ids"]}
+                                           for e in examples])
+            n = len(examples)
+            width = max(chosen["input_ids"].shape[1], rejected["input_ids"].shape[1])
+            out = dict(chosen)
+            for key, fill in (("input_ids", self.pad_token_id), ("attention_mask", 0), ("completion_mask", 0)):
+                halves = [chosen[key][:n], rejected[key][:n]]
+                out[key] = torch.cat([F.pad(h, (0, width - h.shape[1]), value=fill) for h in halves])
+            return out
+
+    class OwnContextDPOTrainer(DPOTrainer):
+        def _set_signature_columns_if_needed(self) -> None:
+            super()._set_signature_columns_if_needed()
+            if "rejected_prompt_ids" not in self._signature_columns:
+                self._signature_columns.append("rejected_prompt_ids")
+
+    return OwnContextDPOTrainer, OwnContextCollator
+
+
 def run_contrast(cfg: Any, loaded: Any, convs: Sequence[list[dict[str, str]]], out: Path, persona: Any,
                  gap_before: float | None, stop: Any = None) -> dict[str, Any]:
     """The contrast stage on `loaded.model` (the adapter supervised training kept), in place.
@@ -88,12 +137,14 @@ def run_contrast(cfg: Any, loaded: Any, convs: Sequence[list[dict[str, str]]], o
     from .backend import say, trainer_device_args
 
     tok, info, model = loaded.tokenizer, loaded.info, loaded.model
+    own = cfg.contrast_rejected == "own_context"
     pairs = contrast_pairs(tok, convs, info, system_prompt=cfg.system_prompt, max_prompt=cfg.contrast_max_prompt,
-                           limit=cfg.contrast_pairs, seed=cfg.seed)
+                           limit=cfg.contrast_pairs, seed=cfg.seed, rejected_context=cfg.contrast_rejected)
     if not pairs:
         notice("contrast stage skipped: no reply of yours has a partner turn after it to contrast with")
         return {"pairs": 0, "kept": False}
-    say(f"contrast stage: {len(pairs)} pairs (your turn vs the next partner turn, after the same context), "
+    say(f"contrast stage: {len(pairs)} pairs (your turn vs the next partner turn, "
+        + ("each after its own context, roles swapped), " if own else "after the same context), ") +
         f"lr {cfg.contrast_learning_rate:g}, beta {cfg.contrast_beta:g}")
     supervised = {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
     args = DPOConfig(
@@ -120,8 +171,12 @@ def run_contrast(cfg: Any, loaded: Any, convs: Sequence[list[dict[str, str]]], o
                 control.should_training_stop = True
 
     t = time.perf_counter()
-    trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(pairs), processing_class=tok,
-                         callbacks=[StopAfterStep()])
+    Trainer, Collator = own_context_trainer() if own else (DPOTrainer, None)
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    collator = Collator(pad_token_id=pad_id, max_length=args.max_length,
+                        truncation_mode=args.truncation_mode) if Collator else None
+    trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_list(pairs), processing_class=tok,
+                      data_collator=collator, callbacks=[StopAfterStep()])
     try:
         trainer.train()
     finally:
@@ -138,6 +193,7 @@ def run_contrast(cfg: Any, loaded: Any, convs: Sequence[list[dict[str, str]]], o
     res: dict[str, Any] = {"pairs": len(pairs), "steps": trainer.state.global_step,
                            "seconds": round(time.perf_counter() - t, 1),
                            "learning_rate": cfg.contrast_learning_rate, "beta": cfg.contrast_beta,
+                           "rejected": cfg.contrast_rejected,
                            "last_margin": logs[-1]["rewards/margins"] if logs else None,
                            "last_accuracy": logs[-1]["rewards/accuracies"] if logs else None}
     if persona is None:
