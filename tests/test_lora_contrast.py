@@ -86,6 +86,15 @@ def test_strict_template_prompt_opens_with_a_user_turn(tiny_dir, tmp_path):
     p42 = next(p for p in pairs if p["chosen"].startswith("p4.2"))  # conv 4 is opened by the person
     assert p42["prompt"].lstrip().startswith("[INST] q4.1") and "p4.0" not in p42["prompt"]
     assert all(p["prompt"].lstrip().startswith("[INST]") for p in pairs)
+    # own_context: the swapped conversation must open with a user turn too (here: a turn of the person's)
+    own = contrast_pairs(tok, CONVS, info, system_prompt="", max_prompt=10_000, limit=1000, seed=0,
+                         rejected_context="own_context")
+    assert len(own) == len(pairs)
+    for p in own:
+        if p["rejected"].startswith("q4."):  # conv 4's blank turn (no real file has one: read_conversations refuses it)
+            continue
+        ctx = tok.decode(p["rejected_prompt_ids"]).lstrip()
+        assert ctx.startswith("[INST] p") and ctx.rstrip().endswith("[/INST]") and p["rejected"] not in ctx, ctx
 
 
 def test_own_context_reads_the_rejected_turn_after_its_own_conversation_with_the_roles_swapped(tiny_dir):
@@ -187,6 +196,7 @@ def test_contrast_stage_runs_after_training_and_is_kept_only_if_the_persona_gap_
 
     note = selection_note(meta["selection"])  # what evaluate_persona.py's report says about the kept adapter
     assert "contrast stage on 10 pairs" in note and ("not kept" in note) != c["kept"]
+    assert c["rejected"] == "own_context" and "a partner's turn in its own context" in note  # the default
 
 
 @pytest.mark.parametrize("gap_before,rejected", [(float("inf"), "same_context"), (float("-inf"), "same_context"),

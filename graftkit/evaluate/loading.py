@@ -135,7 +135,8 @@ def selection_note(sel: dict | None) -> str:
     note = f"the best {sel.get('select_on', 'val loss')} (step {sel.get('kept_step')}) {where}"
     c = sel.get("contrast")
     if c and c.get("pairs"):
-        note += (f"; then a contrast stage on {c['pairs']} pairs of training conversations (your turn vs a partner's), "
+        vs = "a partner's turn in its own context" if c.get("rejected") == "own_context" else "a partner's"
+        note += (f"; then a contrast stage on {c['pairs']} pairs of training conversations (your turn vs {vs}), "
                  + ("kept" if c.get("kept") else "not kept: it lowered the persona gap on that slice"))
     return note
 

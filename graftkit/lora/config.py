@@ -77,16 +77,16 @@ class LoraTrainConfig:
         "persona", "what picks the checkpoint kept as adapter/ and drives early stopping: persona (the largest "
                    "persona gap on the held-out slice) or loss (the lowest val loss)")
     contrast_pairs: int = _f(400, "after supervised training, a contrast stage (DPO) on N pairs of your real turn "
-                                  "vs the next partner turn after the same context: it learns which voice is yours, "
-                                  "kept only if the held-out persona gap does not fall (0 = off; 200-1000)",
+                                  "vs the next partner turn, each after its own context: it learns which voice is "
+                                  "yours, kept only if the held-out persona gap does not fall (0 = off; 200-1000)",
                              range=(0, None))
     contrast_learning_rate: float = _f(5e-4, "peak learning rate of the contrast stage (1e-5 - 1e-3)", range=(0.0, 1.0))
     contrast_beta: float = _f(0.1, "DPO beta: how far the contrast stage may move from the supervised adapter "
                                    "(0.05-0.5; smaller = further)", range=(0.0, None))
-    contrast_rejected: Literal["same_context", "own_context"] = _f(
-        "same_context", "the rejected turn of each contrast pair: the next partner turn read after your context "
-                        "(same_context) or after its own real context with the roles swapped (own_context: as the "
-                        "persona numbers read partners' messages, so coherence cannot tell the two apart)")
+    contrast_rejected: Literal["own_context", "same_context"] = _f(
+        "own_context", "the rejected turn of each contrast pair: the next partner turn read after its own real "
+                       "context with the roles swapped (own_context: as the persona numbers read partners' messages, "
+                       "so only the voice tells the two apart) or after your turn's context (same_context)")
     contrast_max_prompt: int = _f(256, "tokens of conversation before each contrast pair (64-1024; the last 8 "
                                        "turns at most)", range=(1, None))
     packing: bool | Literal["auto"] = _f("auto", "pack several conversations into each row of max_seq_length tokens "

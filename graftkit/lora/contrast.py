@@ -3,11 +3,16 @@
 Why: supervised fine-tuning on a group chat teaches the model the group. Your partners' messages gain nearly as
 much as yours when they are read in your role (who wrote it sat at 13 % of 10 after two epochs; bench/NOTES_lora.md),
 because what the model learns (the topics, the slang, the lowercase) is shared by everybody in the chat. The
-contrast stage shows it, after the same conversation so far, your real turn (chosen) next to a partner's turn from
-the same conversation (rejected: same topic, another voice) and trains it to prefer yours: a DPO stage (Rafailov
-et al. 2023, TRL's `DPOTrainer`) with the supervised loss on your turn beside it (RPO, Pang et al. 2024), so your
-turns keep gaining rather than only the partners' falling. The reference is the adapter as supervised training left
-it (TRL copies it), so the stage moves away from the kept checkpoint only as far as the pairs ask.
+contrast stage shows it your real turn after its conversation so far (chosen) next to the partner turn that
+follows it in the same conversation (rejected: same topic, another voice), read after *its own* conversation so
+far with the roles swapped (the partner in your role; `contrast_rejected: own_context`, the default), and trains
+it to prefer yours: a DPO stage (Rafailov et al. 2023, TRL's `DPOTrainer`) with the supervised loss on your turn
+beside it (RPO, Pang et al. 2024), so your turns keep gaining rather than only the partners' falling. Each turn
+after its own context is what who wrote it and the persona gap score, and it leaves coherence nothing to tell the
+two apart; read after your context instead (same_context), the partner turn answers a message it never saw, and
+the stage learned far less (who wrote it 14.9 % against 23.1 %, bench/NOTES_lora.md). The reference is the
+adapter as supervised training left it (TRL copies it), so the stage moves away from the kept checkpoint only as
+far as the pairs ask.
 
 Only training conversations make pairs (never the persona slice or the validation file), so the persona numbers
 that judge it stay on conversations it never saw; the persona-free control, trained the same way, is the check
@@ -30,7 +35,8 @@ CONTRAST_MAX_REPLY = 128  # tokens of each pair's turn after its prompt (max_len
 
 
 def contrast_pairs(tok: Any, convs: Sequence[list[dict[str, str]]], info: TemplateInfo, *, system_prompt: str,
-                   max_prompt: int, limit: int, seed: int, rejected_context: str = "same_context") -> list[dict[str, Any]]:
+                   max_prompt: int, limit: int, seed: int,
+                   rejected_context: str = "same_context") -> list[dict[str, Any]]:
     """Up to `limit` pairs {prompt, chosen, rejected}, drawn at random (seeded) from every reply of the person
     that has a partner turn after it in its conversation.
 
@@ -101,8 +107,8 @@ def own_context_trainer() -> Any:
                 return super().torch_call(examples)
             # the chosen half of each call: TRL's rows for (prompt, chosen) and for (rejected_prompt, rejected)
             chosen = super().torch_call(examples)
-            rejected = super().torch_call([{**e, "prompt_ids": e["rejected_prompt_ids"], "chosen_ids": e["rejected_ids"]}
-                                           for e in examples])
+            rejected = super().torch_call([{**e, "prompt_ids": e["rejected_prompt_ids"],
+                                            "chosen_ids": e["rejected_ids"]} for e in examples])
             n = len(examples)
             width = max(chosen["input_ids"].shape[1], rejected["input_ids"].shape[1])
             out = dict(chosen)
