@@ -132,6 +132,8 @@ def test_own_context_collator_builds_the_rejected_rows_from_their_own_prompt():
     scored = [[int(x) for x, m in zip(ids, c) if m] for ids, c in zip(out["input_ids"], out["completion_mask"])]
     assert scored == [[4, 5], [13], [6], [14, 15]]  # only the turns are scored, never a prompt
     assert out["ref_rejected_logps"].tolist() == [-2.0, -4.0]
+    # padding to a multiple (TRL's pad_to_multiple_of): both halves share one width
+    assert Collator(pad_token_id=0, pad_to_multiple_of=8)(examples)["input_ids"].shape == (4, 8)
     # truncation (keep_start) is TRL's, per row
     cut = Collator(pad_token_id=0, max_length=4)(examples)
     assert [int(x) for x, m in zip(cut["input_ids"][2], cut["attention_mask"][2]) if m] == [7, 8, 9, 10]

@@ -47,7 +47,7 @@ def contrast_pairs(tok: Any, convs: Sequence[list[dict[str, str]]], info: Templa
     the tokens of that partner turn's own conversation so far with the roles swapped (the partner in your role),
     which OwnContextCollator puts before the rejected turn. Why: after your context the partner turn answers a
     message it never saw, so "reply to the last message" alone tells the two apart (the persona-free control
-    reached 0.48-0.73 preference accuracy on its own pairs); after its own context it is as coherent as yours,
+    reached 0.43-0.73 preference accuracy on its own pairs); after its own context it is as coherent as yours,
     and only the voice differs, exactly as who wrote it and the persona gap read partners' messages.
     A reply whose context the template cannot render, or whose last turn of context alone is over `max_prompt`
     tokens, makes no pair."""
@@ -179,8 +179,8 @@ def run_contrast(cfg: Any, loaded: Any, convs: Sequence[list[dict[str, str]]], o
     t = time.perf_counter()
     Trainer, Collator = own_context_trainer() if own else (DPOTrainer, None)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    collator = Collator(pad_token_id=pad_id, max_length=args.max_length,
-                        truncation_mode=args.truncation_mode) if Collator else None
+    collator = Collator(pad_token_id=pad_id, max_length=args.max_length, truncation_mode=args.truncation_mode,
+                        pad_to_multiple_of=args.pad_to_multiple_of) if Collator else None
     trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_list(pairs), processing_class=tok,
                       data_collator=collator, callbacks=[StopAfterStep()])
     try:
