@@ -43,7 +43,8 @@ def _tok(tiny_dir, **cfg_kw):
 
 def test_each_pair_is_the_persons_turn_against_the_next_partner_turn_after_the_same_context(tiny_dir):
     tok, info = _tok(tiny_dir)
-    pairs = contrast_pairs(tok, CONVS, info, system_prompt="You are Sam.", max_prompt=10_000, limit=1000, seed=0)
+    pairs = contrast_pairs(tok, CONVS, info, system_prompt="You are Sam.", max_prompt=10_000, limit=1000, seed=0,
+                           rejected_context="same_context")
     # every reply with a non-empty partner turn after it, once: conv 0 has replies 1, 3 (5 has none after),
     # conv 1 has 1, 3 (4 is a partner's), conv 2 has 1 (no partner after), conv 3 has 1..17, conv 4 has 2
     want = {("p0.1", "q0.2"), ("p0.3", "q0.4"), ("p1.1", "q1.2"), ("p1.3", "q1.4"), ("p4.2", "q4.4")}
@@ -63,7 +64,7 @@ def test_each_pair_is_the_persons_turn_against_the_next_partner_turn_after_the_s
 
 def test_limit_is_a_seeded_draw_and_prompts_fit_max_prompt(tiny_dir):
     tok, info = _tok(tiny_dir)
-    kw = dict(system_prompt="", max_prompt=10_000, seed=1)
+    kw = dict(system_prompt="", max_prompt=10_000, seed=1, rejected_context="same_context")
     all_pairs = contrast_pairs(tok, CONVS, info, limit=1000, **kw)
     some = contrast_pairs(tok, CONVS, info, limit=4, **kw)
     assert len(some) == 4 and all(p in all_pairs for p in some)
@@ -82,7 +83,8 @@ def test_limit_is_a_seeded_draw_and_prompts_fit_max_prompt(tiny_dir):
 def test_strict_template_prompt_opens_with_a_user_turn(tiny_dir, tmp_path):
     (tmp_path / "strict.jinja").write_text(STRICT_TEMPLATE, encoding="utf-8")
     tok, info = _tok(tiny_dir, chat_template=str(tmp_path / "strict.jinja"))
-    pairs = contrast_pairs(tok, CONVS, info, system_prompt="", max_prompt=10_000, limit=1000, seed=0)
+    pairs = contrast_pairs(tok, CONVS, info, system_prompt="", max_prompt=10_000, limit=1000, seed=0,
+                           rejected_context="same_context")
     p42 = next(p for p in pairs if p["chosen"].startswith("p4.2"))  # conv 4 is opened by the person
     assert p42["prompt"].lstrip().startswith("[INST] q4.1") and "p4.0" not in p42["prompt"]
     assert all(p["prompt"].lstrip().startswith("[INST]") for p in pairs)
@@ -100,7 +102,7 @@ def test_strict_template_prompt_opens_with_a_user_turn(tiny_dir, tmp_path):
 def test_own_context_reads_the_rejected_turn_after_its_own_conversation_with_the_roles_swapped(tiny_dir):
     tok, info = _tok(tiny_dir)
     kw = dict(system_prompt="You are Sam.", max_prompt=10_000, limit=1000, seed=0)
-    same = contrast_pairs(tok, CONVS, info, **kw)
+    same = contrast_pairs(tok, CONVS, info, rejected_context="same_context", **kw)
     own = contrast_pairs(tok, CONVS, info, rejected_context="own_context", **kw)
     # the same pairs (prompt, chosen, rejected); only the rejected turn's context is added
     assert [{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in own] == same

@@ -35,8 +35,7 @@ CONTRAST_MAX_REPLY = 128  # tokens of each pair's turn after its prompt (max_len
 
 
 def contrast_pairs(tok: Any, convs: Sequence[list[dict[str, str]]], info: TemplateInfo, *, system_prompt: str,
-                   max_prompt: int, limit: int, seed: int,
-                   rejected_context: str = "same_context") -> list[dict[str, Any]]:
+                   max_prompt: int, limit: int, seed: int, rejected_context: str) -> list[dict[str, Any]]:
     """Up to `limit` pairs {prompt, chosen, rejected}, drawn at random (seeded) from every reply of the person
     that has a partner turn after it in its conversation.
 
