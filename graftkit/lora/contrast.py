@@ -10,7 +10,7 @@ it to prefer yours: a DPO stage (Rafailov et al. 2023, TRL's `DPOTrainer`) with 
 beside it (RPO, Pang et al. 2024), so your turns keep gaining rather than only the partners' falling. Each turn
 after its own context is what who wrote it and the persona gap score, and it leaves coherence nothing to tell the
 two apart; read after your context instead (same_context), the partner turn answers a message it never saw, and
-the stage learned far less (who wrote it 14.9 % against 23.1 %, bench/NOTES_lora.md). The reference is the
+the stage learned far less (400 pairs: who wrote it 14.9 % against 23.1 %, bench/NOTES_lora.md). The reference is the
 adapter as supervised training left it (TRL copies it), so the stage moves away from the kept checkpoint only as
 far as the pairs ask.
 
