@@ -322,7 +322,8 @@ def _train(cfg: LoraTrainConfig, out: Path, train_s: list, val_s: list, persona_
     # which checkpoint became adapter/ (None: the last step), and the persona gap logged at each evaluation
     kept = kept_step(trainer.state) if trainer.args.load_best_model_at_end else None
     gaps = {r["step"]: r["eval_persona_gap"] for r in trainer.state.log_history if "eval_persona_gap" in r}
-    # the contrast stage (contrast_pairs > 0), on the kept adapter: your turn against a partner's, each after its own context
+    # the contrast stage (contrast_pairs > 0), on the kept adapter: your turn against a partner's, each read after
+    # its own context
     contrast = None
     if cfg.contrast_pairs:
         gap_kept = gaps.get(trainer.state.global_step if kept is None else kept)
