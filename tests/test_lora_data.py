@@ -16,8 +16,9 @@ from graftkit.config import load_config
 from graftkit.errors import ConfigError, InputError
 from graftkit.lora import backend as backend_mod
 from graftkit.lora.config import LoraTrainConfig
-from graftkit.lora.data import (IGNORE, Sample, encode_conversation, encode_samples, ensure_pad_token, load_splits,
-                                read_samples, setup_tokenizer, split_samples)
+from graftkit.lora import data as data_mod
+from graftkit.lora.data import (IGNORE, Sample, assistant_spans, encode_conversation, encode_samples, ensure_pad_token,
+                                load_splits, read_samples, setup_tokenizer, split_samples)
 from graftkit.samples import subsample
 from graftkit.lora.presets import PRESETS, resolve_model_id
 from tiny_llama import make_tiny_llama
@@ -435,6 +436,67 @@ def test_train_on_both_labels_every_turn_of_each_side_and_nothing_else(tiny_dir)
         _, person = encode_conversation(tok, conv, info, "person")
         assert all(p == IGNORE or p == b for p, b in zip(person, labels))
         assert sum(p != IGNORE for p in person) < sum(b != IGNORE for b in labels)
+
+
+# Turn texts that also occur in the template's own text (role names, headers) or that it trims.
+LOOKALIKES = [
+    [{"role": "user", "content": "user"}, {"role": "assistant", "content": "assistant"},
+     {"role": "user", "content": "<|im_start|>assistant\n"}, {"role": "assistant", "content": "  padded  "},
+     {"role": "user", "content": "[INST]"}, {"role": "assistant", "content": "end_header_id"}],
+]
+
+
+HEADERS = {  # what the template writes right before a turn's text
+    "chatml": {"user": "<|im_start|>user\n", "assistant": "<|im_start|>assistant\n"},
+    "llama-3": {r: f"<|start_header_id|>{r}<|end_header_id|>\n\n" for r in ("user", "assistant")},
+    "mistral": {"user": "[INST] ", "assistant": " [/INST] "},
+}
+
+
+@pytest.mark.parametrize("template", ["chatml", "llama-3", "mistral"])
+def test_spans_are_each_turns_own_text_even_when_the_template_holds_it_too(tiny_dir, template):
+    """Every span is the turn's text (as given, or as the template trims it) in the turn's own place: a turn that
+    reads "user" is not found in the partner's role header, and the per-turn search agrees where it can."""
+    tok, info = _tok(tiny_dir, chat_template=template)
+    for conv in CONVS[:3] + LOOKALIKES:
+        for roles in (("assistant",), ("assistant", "user")):
+            if template == "mistral" and conv[0]["role"] == "system":
+                continue  # Mistral folds the system text into the first user turn: checked below
+            full, spans = assistant_spans(tok, conv, info, roles)
+            texts = [m["content"] for m in conv if m["role"] in roles]
+            assert [full[s:e] for s, e in spans] in (texts, [t.strip() for t in texts])
+            header = HEADERS[template]
+            assert all(full[:s].endswith(header[m["role"]])
+                       for (s, _), m in zip(spans, [m for m in conv if m["role"] in roles]))
+            if conv in CONVS:
+                assert spans == data_mod._spans_by_prefixes(tok, conv, info, full, roles, 0)
+    if template == "mistral":
+        full, spans = assistant_spans(tok, CONVS[0], info, ("assistant", "user"))
+        assert [full[s:e] for s, e in spans] == ["What's the capital of France?", "Paris."]
+
+
+def test_long_conversation_spans_take_two_renderings_and_a_text_dependent_template_falls_back(tiny_dir, tmp_path,
+                                                                                                monkeypatch):
+    """A conversation of thousands of turns costs two renderings, not one per turn (which grows with the square
+    of the turns: minutes for a whole chat given as one conversation). A template whose output depends on the
+    text cannot be read from markers, and falls back to the per-turn search with the same labels."""
+    calls = []
+    real = data_mod.render
+    monkeypatch.setattr(data_mod, "render", lambda *a, **k: calls.append(1) or real(*a, **k))
+    tok, info = _tok(tiny_dir)
+    conv = [{"role": ("user", "assistant")[i % 2], "content": f"message {i} lol"} for i in range(2000)]
+    ids, labels = encode_conversation(tok, conv, info, "both")
+    assert len(calls) == 2
+    assert labelled_runs(tok, ids, labels) == [m["content"] + "<|im_end|>" for m in conv]
+
+    (tmp_path / "ok.jinja").write_text(  # says "(short)" before a turn that reads "ok"
+        "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' }}{% if m['content'] == 'ok' %}(short) "
+        "{% endif %}{{ m['content'] + '<|im_end|>\n' }}{% endfor %}", encoding="utf-8")
+    tok, info = _tok(tiny_dir, chat_template=str(tmp_path / "ok.jinja"))
+    calls.clear()
+    ids, labels = encode_conversation(tok, CONVS[2], info)
+    assert len(calls) == 2 + 2  # the two above, then one per assistant turn
+    assert [r.strip() for r in labelled_runs(tok, ids, labels)] == ["ok<|im_end|>", "Спокойной ночи<|im_end|>"]
 
 
 def test_learning_rate_auto_follows_the_base_models_size(tmp_path):

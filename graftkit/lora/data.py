@@ -243,8 +243,65 @@ def assistant_spans(tok: Any, messages: Conversation, info: TemplateInfo,
                     roles: tuple[str, ...] = ("assistant",), first: int = 0) -> tuple[str, list[tuple[int, int]]]:
     """The rendered conversation and the (start, end) character span of every turn whose role is in `roles`
     (the person's replies by default; `train_on: both` adds the partners' turns), from turn `first` on (the
-    turns before it are context only: see split_windows)."""
+    turns before it are context only: see split_windows).
+
+    Two renderings find every span (_spans_by_markers), so a conversation of thousands of turns costs about
+    twice its rendering; a template that rewrites the turns' text falls back to one rendering per turn
+    (_spans_by_prefixes), which grows with the square of the turns."""
     full = render(tok, messages, info)
+    every = _spans_by_markers(tok, messages, info, full)
+    if every is None:
+        return full, _spans_by_prefixes(tok, messages, info, full, roles, first)
+    spans = []
+    for i, (m, (s, e)) in enumerate(zip(messages, every)):
+        if m["role"] in roles and i >= first:
+            if s == e:
+                raise EncodeError(f"{m['role']} turn {i + 1} is not in the rendered chat template text")
+            spans.append((s, e))
+    return full, spans
+
+
+_MARK_OPEN, _MARK_CLOSE = "\ue000", "\ue001"  # private-use code points: no chat text or template holds them
+
+
+def _spans_by_markers(tok: Any, messages: Conversation, info: TemplateInfo,
+                      full: str) -> list[tuple[int, int]] | None:
+    """The span in `full` of every turn's text (as given, or stripped as templates often do), or None.
+
+    The conversation is rendered once more with each turn's text replaced by a numbered marker; the template text
+    between the markers, with the real texts put back in their places, must rebuild `full` exactly. That check
+    makes every span exact, and a template whose output depends on the text (one that rewrites or drops a turn)
+    fails it and returns None."""
+    if any(_MARK_OPEN in m["content"] or _MARK_CLOSE in m["content"] for m in messages):
+        return None
+    marks = [f"{_MARK_OPEN}{i}{_MARK_CLOSE}" for i in range(len(messages))]
+    try:
+        skeleton = render(tok, [{**m, "content": mark} for m, mark in zip(messages, marks)], info)
+    except EncodeError:
+        return None
+    spans: list[tuple[int, int]] = []
+    at_full = at_skel = 0
+    for m, mark in zip(messages, marks):
+        found = skeleton.find(mark, at_skel)
+        if found < 0 or mark in skeleton[found + len(mark):]:
+            return None
+        between = skeleton[at_skel:found]
+        if not full.startswith(between, at_full):
+            return None
+        at_full += len(between)
+        at_skel = found + len(mark)
+        text = next((t for t in (m["content"], m["content"].strip()) if full.startswith(t, at_full)), None)
+        if text is None:
+            return None
+        spans.append((at_full, at_full + len(text)))
+        at_full += len(text)
+    return spans if full[at_full:] == skeleton[at_skel:] else None
+
+
+def _spans_by_prefixes(tok: Any, messages: Conversation, info: TemplateInfo, full: str,
+                       roles: tuple[str, ...], first: int) -> list[tuple[int, int]]:
+    """assistant_spans for a template that rewrites the turns' text: each turn is searched for after the rendering
+    of the turns before it (one rendering per turn)."""
     spans: list[tuple[int, int]] = []
     cursor = 0
     for i, m in enumerate(messages):
@@ -264,7 +321,7 @@ def assistant_spans(tok: Any, messages: Conversation, info: TemplateInfo,
             raise EncodeError(f"{m['role']} turn {i + 1} is not in the rendered chat template text")
         spans.append((found, found + len(text)))
         cursor = found + len(text)
-    return full, spans
+    return spans
 
 
 def _tokenize_with_offsets(tok: Any, full: str, spans: list[tuple[int, int]]) -> tuple[list[int], list[tuple[int, int]]]:
