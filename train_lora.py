@@ -8,13 +8,17 @@
 
 Reads training_data/sharegpt_train.jsonl / sharegpt_val.jsonl from prepare_training_data.py
 (ShareGPT or OpenAI `messages` JSONL; the person is the "gpt"/assistant side), or splits one file
-itself (data_file=training_data/sharegpt_format.jsonl; also done when the split files are missing),
-and trains only on the person's replies, packing whole conversations into rows of max_seq_length
-tokens instead of padding them (packing: auto; no conversation attends to another). Backend `auto`
-uses Unsloth (4-bit, fast) on an NVIDIA GPU when it is installed (pip install -r
-requirements-gpu.txt), otherwise transformers + PEFT (QLoRA on CUDA, fp32 on CPU). Writes output_dir/adapter (always), checkpoints, metrics.jsonl, loss_curve.png,
-train_summary.json, and merged_16bit / GGUF exports when asked (save_formats). Re-running resumes
-from the newest complete checkpoint in output_dir (resume=false starts over). Ctrl-C, SIGTERM and SIGHUP
+itself (data_file=training_data/sharegpt_format.jsonl; also done when the split files are missing).
+It trains on every turn (train_on: both; `person` = your replies only), packing whole conversations
+into rows of max_seq_length tokens (no conversation attends to another). Each evaluation scores the
+persona gap on a slice of conversations held out of training, and the best one is kept as adapter/
+(select_on: persona); then a contrast stage (DPO: your turn against the next partner turn,
+contrast_pairs) teaches which voice is yours, kept only if that gap does not fall.
+Backend `auto` uses Unsloth (4-bit, fast) on an NVIDIA GPU when it is installed
+(pip install -r requirements-gpu.txt), otherwise transformers + PEFT (QLoRA on CUDA, fp32 on CPU).
+Writes output_dir/adapter (always), checkpoints, metrics.jsonl, loss_curve.png, train_summary.json,
+and merged_16bit / GGUF exports when asked (save_formats). Re-running resumes from the newest
+complete checkpoint in output_dir (resume=false starts over). Ctrl-C, SIGTERM and SIGHUP
 (preemption, `docker stop`, a closed terminal) save a checkpoint after the current step and exit 130 / 143 / 129.
 """
 
