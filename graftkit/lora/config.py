@@ -76,10 +76,10 @@ class LoraTrainConfig:
     select_on: Literal["persona", "loss"] = _f(
         "persona", "what picks the checkpoint kept as adapter/ and drives early stopping: persona (the largest "
                    "persona gap on the held-out slice) or loss (the lowest val loss)")
-    contrast_pairs: int = _f(1000, "after supervised training, a contrast stage (DPO) on N pairs of your real turn "
+    contrast_pairs: int = _f(1600, "after supervised training, a contrast stage (DPO) on N pairs of your real turn "
                                   "vs the next partner turn, each after its own context: it learns which voice is "
                                   "yours, kept only if the held-out persona gap does not fall (0 = off; 400-2000; "
-                                  "400 takes ~40 % of the time and learns a little less)",
+                                  "the time grows with the pairs, and fewer learn a little less)",
                              range=(0, None))
     contrast_learning_rate: float = _f(5e-4, "peak learning rate of the contrast stage (1e-5 - 1e-3)", range=(0.0, 1.0))
     contrast_beta: float = _f(0.1, "DPO beta: how far the contrast stage may move from the supervised adapter "
@@ -88,8 +88,9 @@ class LoraTrainConfig:
         "own_context", "the rejected turn of each contrast pair: the next partner turn read after its own real "
                        "context with the roles swapped (own_context: as the persona numbers read partners' messages, "
                        "so only the voice tells the two apart) or after your turn's context (same_context)")
-    contrast_max_prompt: int = _f(256, "tokens of conversation before each contrast pair (64-1024; the last 8 "
-                                       "turns at most)", range=(1, None))
+    contrast_max_prompt: int = _f(128, "tokens of conversation before each contrast pair (64-1024; the last 8 "
+                                       "turns at most); a pair at 128 takes about half the time of one at 256",
+                                  range=(1, None))
     packing: bool | Literal["auto"] = _f("auto", "pack several conversations into each row of max_seq_length tokens "
                                                 "instead of padding (no sample attends to another; same loss); auto: "
                                                 "on with the PEFT backend, off with Unsloth; true; false")
