@@ -279,11 +279,13 @@ def _spans_by_markers(tok: Any, messages: Conversation, info: TemplateInfo,
         skeleton = render(tok, [{**m, "content": mark} for m, mark in zip(messages, marks)], info)
     except EncodeError:
         return None
+    if skeleton.count(_MARK_OPEN) != len(messages):  # a turn dropped or written twice
+        return None
     spans: list[tuple[int, int]] = []
     at_full = at_skel = 0
     for m, mark in zip(messages, marks):
         found = skeleton.find(mark, at_skel)
-        if found < 0 or mark in skeleton[found + len(mark):]:
+        if found < 0:
             return None
         between = skeleton[at_skel:found]
         if not full.startswith(between, at_full):
