@@ -495,7 +495,7 @@ def test_long_conversation_spans_take_two_renderings_and_a_text_dependent_templa
     tok, info = _tok(tiny_dir, chat_template=str(tmp_path / "ok.jinja"))
     calls.clear()
     ids, labels = encode_conversation(tok, CONVS[2], info)
-    assert len(calls) == 2 + 2  # the two above, then one per assistant turn
+    assert len(calls) == 2 + 2  # the whole and the marked rendering, then one per assistant turn (the fallback)
     assert [r.strip() for r in labelled_runs(tok, ids, labels)] == ["ok<|im_end|>", "Спокойной ночи<|im_end|>"]
 
 
